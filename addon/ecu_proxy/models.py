@@ -1,0 +1,220 @@
+"""Data classes exchanged between the decoder, the relay, the state and the API.
+
+The JSON shape of a decoded frame (``DecodedFrame.as_dict``) is a public contract:
+``apsystems-ecu-proxy decode`` prints it and the WebSocket API sends it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class FrameKind(enum.StrEnum):
+    """What a frame is."""
+
+    DATA = "data"
+    RECONCILE_QUERY = "reconcile_query"
+    CONTROL = "control"
+    EMA_REPLY = "ema_reply"
+    UNKNOWN = "unknown"
+    INVALID = "invalid"
+
+
+class Direction(enum.StrEnum):
+    """Which way a frame travelled."""
+
+    ECU_TO_EMA = "ecu_to_ema"
+    EMA_TO_ECU = "ema_to_ecu"
+
+
+class UpstreamResult(enum.StrEnum):
+    """Outcome of relaying one ECU upload to EMA."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    CLOUDLESS = "cloudless"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One DC input of an inverter in one record."""
+
+    channel: int
+    dc_voltage_v: float | None
+    dc_current_a: float | None
+    power_w: float
+    round_energy_wh: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {
+            "channel": self.channel,
+            "dc_voltage_v": self.dc_voltage_v,
+            "dc_current_a": self.dc_current_a,
+            "power_w": self.power_w,
+            "round_energy_wh": self.round_energy_wh,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Inverter:
+    """One inverter block of a data record.
+
+    ``raw`` holds the block text for unknown type codes (and for layouts whose
+    scaling is not known), so nothing the ECU sent is lost. ``phase_voltages_v``
+    is set for three-phase inverters (type 04) only.
+    """
+
+    id: str
+    type_code: str
+    family: str
+    ac_voltage_v: float | None
+    frequency_hz: float | None
+    temperature_c: float | None
+    power_w: float | None
+    round_energy_wh: float | None
+    channels: tuple[Channel, ...]
+    raw: str | None = None
+    phase_voltages_v: tuple[float, ...] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {
+            "id": self.id,
+            "type_code": self.type_code,
+            "family": self.family,
+            "ac_voltage_v": self.ac_voltage_v,
+            "phase_voltages_v": (
+                list(self.phase_voltages_v) if self.phase_voltages_v else None
+            ),
+            "frequency_hz": self.frequency_hz,
+            "temperature_c": self.temperature_c,
+            "power_w": self.power_w,
+            "round_energy_wh": self.round_energy_wh,
+            "channels": [c.as_dict() for c in self.channels],
+            "raw": self.raw,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """The decode of one frame; which fields are set depends on ``kind``."""
+
+    kind: FrameKind
+    version: str | None
+    length: int
+    # data, control, reconcile_query
+    ecu_id: str | None = None
+    # data
+    ecu_model: str | None = None
+    timestamp: datetime | None = None  # ECU local wall clock, naive
+    power_w: float | None = None
+    round_energy_kwh: float | None = None
+    lifetime_energy_kwh: float | None = None
+    inverter_count: int | None = None
+    more_records: bool | None = None
+    inverters: tuple[Inverter, ...] = ()
+    warnings: tuple[str, ...] = ()
+    # control
+    command: str | None = None
+    # ema_reply
+    status: str | None = None
+    timestamps: tuple[str, ...] = ()
+    # invalid
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form: common keys plus the keys of this kind."""
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "version": self.version,
+            "length": self.length,
+        }
+        match self.kind:
+            case FrameKind.DATA:
+                out |= {
+                    "ecu_id": self.ecu_id,
+                    "ecu_model": self.ecu_model,
+                    "timestamp": (
+                        self.timestamp.isoformat() if self.timestamp else None
+                    ),
+                    "power_w": self.power_w,
+                    "round_energy_kwh": self.round_energy_kwh,
+                    "lifetime_energy_kwh": self.lifetime_energy_kwh,
+                    "inverter_count": self.inverter_count,
+                    "more_records": self.more_records,
+                    "inverters": [i.as_dict() for i in self.inverters],
+                    "warnings": list(self.warnings),
+                }
+            case FrameKind.CONTROL:
+                out |= {"command": self.command, "ecu_id": self.ecu_id}
+            case FrameKind.RECONCILE_QUERY:
+                out |= {"ecu_id": self.ecu_id}
+            case FrameKind.EMA_REPLY:
+                out |= {"status": self.status, "timestamps": list(self.timestamps)}
+            case FrameKind.INVALID:
+                out |= {"error": self.error}
+            case FrameKind.UNKNOWN:
+                pass
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEvent:
+    """A frame seen by the relay, with where and when it was seen."""
+
+    connection_id: int
+    port: int
+    peer: str
+    direction: Direction
+    raw: bytes
+    frame: DecodedFrame
+    received_at: datetime  # UTC, aware
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReport:
+    """How relaying an ECU's upload to EMA went."""
+
+    ecu_id: str | None
+    port: int
+    result: UpstreamResult
+    at: datetime  # UTC, aware
+    rtt_ms: float | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class RelayCounters:
+    """Running totals kept by the relay for health reporting."""
+
+    connections: int = 0
+    active_connections: int = 0
+    rejected_connections: int = 0
+    bytes_from_ecu: int = 0
+    bytes_from_ema: int = 0
+    frames_relayed: int = 0
+    frames_decoded: int = 0
+    frames_invalid: int = 0
+    listeners: dict[int, str] = field(default_factory=dict)  # port -> "listening"/error
+
+
+class RelayListener(Protocol):
+    """Receives what the relay sees. Calls are synchronous and must not block."""
+
+    def frame_received(self, event: FrameEvent) -> None:
+        """Handle one decoded frame (a copy; forwarding does not wait for this)."""
+
+    def upstream_result(self, report: UpstreamReport) -> None:
+        """Handle the outcome of one upload to EMA."""
+
+
+class RecordIndex(Protocol):
+    """What cloudless mode asks the state about records it has stored."""
+
+    def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
+        """Return wire timestamps (YYYYMMDDhhmmss) of stored records, newest first."""

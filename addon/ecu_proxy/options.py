@@ -1,0 +1,170 @@
+"""Service settings: defaults, the add-on's options file, and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
+DEFAULT_PORTS = (8995, 8996, 8997)
+DEFAULT_API_PORT = 8990
+DEFAULT_RESOLVERS = ("1.1.1.1", "9.9.9.9", "8.8.8.8")
+LOG_LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
+_ECU_ID = re.compile(r"^\d{12}$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+class Mode(enum.StrEnum):
+    """Whether uploads go on to EMA."""
+
+    FORWARD = "forward"
+    CLOUDLESS = "cloudless"
+
+
+class OptionsError(ValueError):
+    """An option has a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything the service can be told."""
+
+    listen: str = "0.0.0.0"
+    ports: tuple[int, ...] = DEFAULT_PORTS
+    extra_ports: tuple[int, ...] = ()
+    ema_host: str = DEFAULT_EMA_HOST
+    mode: Mode = Mode.FORWARD
+    api_host: str = "0.0.0.0"
+    api_port: int = DEFAULT_API_PORT
+    api_token: str | None = None
+    data_dir: Path = Path("data")
+    dns_resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
+    allowed_ecu_ids: tuple[str, ...] = ()
+    capture_frames: bool = True
+    log_level: str = "info"
+    connect_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_connections: int = 64
+    install_integration: bool = True
+
+    @property
+    def all_ports(self) -> tuple[int, ...]:
+        """Return the relay ports, defaults first, without duplicates."""
+        return tuple(dict.fromkeys((*self.ports, *self.extra_ports)))
+
+    def validate(self) -> Options:
+        """Raise OptionsError naming the first bad option; return self when fine."""
+        for port in (*self.all_ports, self.api_port):
+            if not 0 <= port <= 65535:
+                raise OptionsError(f"port {port} is outside 0-65535")
+        if self.api_port and self.api_port in self.all_ports:
+            raise OptionsError(f"api_port {self.api_port} is also a relay port")
+        if not self.all_ports:
+            raise OptionsError("no relay ports configured")
+        if not _is_host(self.ema_host):
+            raise OptionsError(f"ema_host {self.ema_host!r} is not a host name or IP")
+        for resolver in self.dns_resolvers:
+            if not _is_ip(resolver):
+                raise OptionsError(f"DNS resolver {resolver!r} is not an IP address")
+        for ecu_id in self.allowed_ecu_ids:
+            if not _ECU_ID.match(ecu_id):
+                raise OptionsError(f"allowed ECU id {ecu_id!r} is not 12 digits")
+        if self.log_level not in LOG_LEVELS:
+            raise OptionsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.connect_timeout <= 0 or self.idle_timeout <= 0:
+            raise OptionsError("timeouts must be positive")
+        if self.max_connections < 1:
+            raise OptionsError("max_connections must be at least 1")
+        return self
+
+    def replace(self, **changes: Any) -> Options:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+# Keys of the add-on's /data/options.json, mapped to Options fields.
+_ADDON_KEYS: dict[str, str] = {
+    "ema_host": "ema_host",
+    "mode": "mode",
+    "extra_ports": "extra_ports",
+    "api_token": "api_token",
+    "allowed_ecu_ids": "allowed_ecu_ids",
+    "capture_frames": "capture_frames",
+    "log_level": "log_level",
+    "dns_resolvers": "dns_resolvers",
+    "install_integration": "install_integration",
+    "idle_timeout": "idle_timeout",
+    "max_connections": "max_connections",
+}
+
+
+def options_from_mapping(raw: dict[str, Any], base: Options | None = None) -> Options:
+    """Build Options from the add-on's options mapping; unknown keys are errors."""
+    base = base or Options()
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _ADDON_KEYS:
+            raise OptionsError(f"unknown option {key!r}")
+        name = _ADDON_KEYS[key]
+        changes[name] = _coerce(name, value)
+    return base.replace(**changes)
+
+
+def load_options_file(path: Path, base: Options | None = None) -> Options:
+    """Read an options.json file (the add-on's /data/options.json)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise OptionsError(f"cannot read options file {path}: {err}") from err
+    except json.JSONDecodeError as err:
+        raise OptionsError(f"options file {path} is not JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise OptionsError(f"options file {path} must hold a JSON object")
+    return options_from_mapping(raw, base)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert one option value to the field's type, or raise OptionsError."""
+    try:
+        match name:
+            case "mode":
+                return Mode(str(value))
+            case "extra_ports":
+                return tuple(int(p) for p in (value or ()))
+            case "allowed_ecu_ids" | "dns_resolvers":
+                return tuple(str(v).strip() for v in (value or ()) if str(v).strip())
+            case "api_token":
+                return str(value) if value else None
+            case "capture_frames" | "install_integration":
+                if not isinstance(value, bool):
+                    raise TypeError("expected true or false")
+                return value
+            case "idle_timeout":
+                return float(value)
+            case "max_connections":
+                return int(value)
+            case _:
+                return str(value)
+    except (TypeError, ValueError) as err:
+        raise OptionsError(f"option {name!r}: {err}") from err
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(text: str) -> bool:
+    return _is_ip(text) or bool(_HOSTNAME.match(text))
