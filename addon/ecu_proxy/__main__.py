@@ -1,0 +1,7 @@
+"""Allow ``python -m ecu_proxy``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,148 @@
+"""Wire the relay, the live state, the API and the Supervisor link into one service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from . import __version__
+from .api import ApiServer
+from .cloudless import CloudlessResponder
+from .hub import Hub
+from .identity import load_or_create_server_id
+from .integration_install import bundle_path, config_dir, install_integration
+from .options import Mode, Options
+from .relay import Relay
+from .supervisor import (
+    DiscoveryInfo,
+    SupervisorClient,
+    announce,
+    supervisor_from_env,
+)
+from .upstream import UpstreamResolver
+
+if TYPE_CHECKING:
+    from .models import RelayCounters
+
+_LOGGER = logging.getLogger(__name__)
+
+RESTART_NOTIFICATION_ID = "apsystems_ecu_proxy_restart"
+
+
+class Service:
+    """The running proxy: start it, let it run, stop it."""
+
+    def __init__(self, options: Options, *, allow_local_upstream: bool = False) -> None:
+        """Prepare the parts; nothing is bound until start()."""
+        self.options = options.validate()
+        self.server_id = load_or_create_server_id(options.data_dir)
+        self.hub = Hub(options, server_id=self.server_id, version=__version__)
+        upstream = None
+        cloudless = None
+        if options.mode is Mode.CLOUDLESS:
+            cloudless = CloudlessResponder(self.hub)
+        else:
+            upstream = UpstreamResolver(
+                options.ema_host,
+                options.dns_resolvers,
+                options.data_dir,
+                allow_local=allow_local_upstream,
+            )
+        self.relay = Relay(options, self.hub, upstream=upstream, cloudless=cloudless)
+        self.api = ApiServer(self.hub, options, counters=self._counters)
+        self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _counters(self) -> RelayCounters:
+        return self.relay.counters
+
+    @property
+    def api_port(self) -> int:
+        """Return the bound API port."""
+        return self.api.port
+
+    @property
+    def relay_ports(self) -> dict[int, int]:
+        """Return configured relay port -> bound port."""
+        return self.relay.bound_ports
+
+    async def start(self) -> None:
+        """Load state, open the relay ports and the API, then announce ourselves."""
+        _LOGGER.info(
+            "Starting APsystems ECU Proxy %s (mode %s, ports %s, API port %s)",
+            __version__,
+            self.options.mode.value,
+            ", ".join(str(p) for p in self.options.all_ports),
+            self.options.api_port,
+        )
+        await self.hub.start()
+        await self.relay.start()
+        await self.api.start()
+        self._session = aiohttp.ClientSession()
+        supervisor = supervisor_from_env(self._session)
+        if supervisor is not None:
+            self._spawn(self._supervisor_tasks(supervisor))
+
+    async def _supervisor_tasks(self, supervisor: SupervisorClient) -> None:
+        """Install the bundled integration and post discovery (add-on only)."""
+        if self.options.install_integration:
+            result = await asyncio.to_thread(
+                install_integration, bundle_path(), config_dir()
+            )
+            _LOGGER.info("Integration install: %s (%s)", result.action, result.detail)
+            if result.action in ("installed", "upgraded"):
+                try:
+                    await supervisor.notify(
+                        "APsystems ECU Proxy",
+                        "The APsystems ECU Proxy integration was "
+                        f"{result.action}. Restart Home Assistant to load it; "
+                        "the proxy will then be discovered automatically.",
+                        RESTART_NOTIFICATION_ID,
+                    )
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    _LOGGER.warning("Could not show the restart notification: %s", err)
+        info = DiscoveryInfo(
+            host=socket.gethostname(),
+            port=self.api_port,
+            server_id=self.server_id,
+            token=self.options.api_token,
+        )
+        await announce(supervisor, info, self._api_ready)
+
+    async def _api_ready(self) -> bool:
+        """Return whether the API answers on its port."""
+        assert self._session is not None
+        url = f"http://127.0.0.1:{self.api_port}/api/health"
+        try:
+            async with self._session.get(
+                url, timeout=aiohttp.ClientTimeout(total=5)
+            ):
+                return True  # any HTTP answer means the server is up
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self) -> None:
+        """Close listeners and clients, then flush state to disk."""
+        _LOGGER.info("Stopping")
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.relay.stop()
+        await self.api.stop()
+        await self.hub.stop()
+        if self._session is not None:
+            await self._session.close()
+        _LOGGER.info("Stopped; state saved")
