@@ -1,0 +1,90 @@
+"""Answer the ECU ourselves when uploads do not go on to EMA (mode ``cloudless``).
+
+The replies follow the formats the ECU firmware parses (protocol spec sections 4.1
+and 5.2): a data record is acknowledged as stored by listing its own timestamp, the
+night-time reconciliation query gets the timestamps we hold for that ECU, and a
+command poll gets "no more commands". Everything else gets no reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_TIMESTAMPS = 99
+POLL_COMMAND = "A101"
+NO_MORE_COMMANDS = "A100"
+_TIMESTAMP = re.compile(r"^\d{14}$")
+_ECU_ID = re.compile(r"^\d{12}$")
+_WIRE_TIME = "%Y%m%d%H%M%S"
+
+
+def encode_ema_reply(timestamps: Sequence[str], status: str = "1") -> bytes:
+    """Encode a data-port reply: status, two-digit count, 14-digit timestamps."""
+    if len(status) != 1 or not status.isascii():
+        raise ValueError(f"status must be one ASCII character, not {status!r}")
+    if len(timestamps) > MAX_TIMESTAMPS:
+        raise ValueError(f"at most {MAX_TIMESTAMPS} timestamps fit in one reply")
+    for stamp in timestamps:
+        if not _TIMESTAMP.match(stamp):
+            raise ValueError(f"timestamp {stamp!r} is not YYYYMMDDhhmmss")
+    return f"{status}{len(timestamps):02d}{''.join(timestamps)}".encode("ascii")
+
+
+def encode_no_more_commands(ecu_id: str) -> bytes:
+    """Encode the control-port A100 frame telling the ECU there is nothing to do."""
+    if not _ECU_ID.match(ecu_id):
+        raise ValueError(f"ECU id {ecu_id!r} is not 12 digits")
+    body = f"{NO_MORE_COMMANDS}AAA0{ecu_id}END"
+    length = 5 + 5 + len(body)
+    return f"APS13{length:05d}{body}".encode("ascii")
+
+
+class CloudlessResponder:
+    """Build the reply EMA would send, from the records we have stored."""
+
+    def __init__(self, index: RecordIndex) -> None:
+        self._index = index
+
+    def reply_for(self, frame: DecodedFrame) -> bytes | None:
+        """Return the bytes to send back to the ECU for this frame, or None."""
+        match frame.kind:
+            case FrameKind.DATA:
+                if frame.timestamp is None:
+                    # Accepted but not confirmed: the ECU asks again at night.
+                    return encode_ema_reply(())
+                return encode_ema_reply((frame.timestamp.strftime(_WIRE_TIME),))
+            case FrameKind.RECONCILE_QUERY:
+                if frame.ecu_id is None or not _ECU_ID.match(frame.ecu_id):
+                    return None
+                return encode_ema_reply(self._stored(frame.ecu_id))
+            case FrameKind.CONTROL:
+                if (
+                    frame.command == POLL_COMMAND
+                    and frame.ecu_id is not None
+                    and _ECU_ID.match(frame.ecu_id)
+                ):
+                    return encode_no_more_commands(frame.ecu_id)
+                return None
+            case _:
+                return None
+
+    def _stored(self, ecu_id: str) -> list[str]:
+        """Return up to 99 well-formed stored timestamps for the ECU."""
+        stamps = self._index.stored_timestamps(ecu_id, MAX_TIMESTAMPS)
+        good = [s for s in stamps if _TIMESTAMP.match(s)]
+        if len(good) != len(stamps):
+            _LOGGER.warning(
+                "skipping %d malformed stored timestamps for ECU %s",
+                len(stamps) - len(good),
+                ecu_id,
+            )
+        return good[:MAX_TIMESTAMPS]
