@@ -1,0 +1,386 @@
+"""The hub between the relay and the API: live state, events, frame capture, saving.
+
+The relay calls ``frame_received`` and ``upstream_result`` synchronously from the event
+loop; they only update memory and ``put_nowait`` into subscriber queues, so a slow
+API client or a slow disk never holds up the relay. Saving happens in a background
+task, debounced, with the file write in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .models import Direction, FrameEvent, FrameKind, UpstreamReport
+from .state import LiveState, RecordStatus, StateFormatError
+from .storage import StateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .options import Options
+
+_LOGGER = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MIN_SCHEMA_VERSION = 1
+HISTORY_SIZE = 1000
+FRAME_BUFFER = 200
+SAVE_DELAY = 1.0
+SAVE_RETRY_DELAY = 5.0
+# After a crash, events numbered after the last save may have reached clients; skip
+# far enough ahead that a number is never handed out twice.
+SEQ_GAP_AFTER_CRASH = 10_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event:
+    """One change pushed to listeners; its JSON text is built once and shared."""
+
+    __slots__ = ("_json", "data", "name", "seq")
+
+    def __init__(self, seq: int, name: str, data: dict[str, Any]) -> None:
+        """Create event number ``seq`` called ``name``."""
+        self.seq = seq
+        self.name = name
+        self.data = data
+        self._json: str | None = None
+
+    def as_message(self) -> dict[str, Any]:
+        """Return the WebSocket message form."""
+        return {"type": "event", "seq": self.seq, "event": self.name, "data": self.data}
+
+    @property
+    def json(self) -> str:
+        """Return the message as JSON text."""
+        if self._json is None:
+            self._json = json.dumps(self.as_message(), separators=(",", ":"))
+        return self._json
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedFrame:
+    """A frame kept for ``/api/frames``."""
+
+    seq: int
+    event: FrameEvent
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form of docs/api.md."""
+        ev = self.event
+        return {
+            "seq": self.seq,
+            "received_at": ev.received_at.isoformat(),
+            "port": ev.port,
+            "direction": ev.direction.value,
+            "peer": ev.peer,
+            "raw": ev.raw.decode("ascii", errors="backslashreplace"),
+            "decoded": ev.frame.as_dict(),
+        }
+
+
+class Subscription:
+    """One listener's ordered, bounded outbox of events and other messages.
+
+    Events are only queued after ``listen``. When the queue is full the subscription
+    is marked overflowed and dropped by the hub; its owner should disconnect.
+    """
+
+    def __init__(self, hub: Hub, max_queue: int) -> None:
+        """Create an outbox holding at most ``max_queue`` items."""
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._hub = hub
+        self._queue: asyncio.Queue[Event | str] = asyncio.Queue(max_queue)
+        self._after: int | None = None
+        self.overflowed = asyncio.Event()
+        self.closed = False
+
+    @property
+    def listening(self) -> bool:
+        """Return whether events are being queued."""
+        return self._after is not None
+
+    def listen(self, after_seq: int) -> None:
+        """Queue every event numbered above ``after_seq`` from now on."""
+        self._after = after_seq
+
+    def send(self, text: str) -> bool:
+        """Queue a non-event message in order with the events; False on overflow."""
+        return self._put(text)
+
+    def deliver(self, event: Event) -> None:
+        """Queue an event if listening and new to this subscriber (hub use)."""
+        if self._after is not None and event.seq > self._after:
+            self._put(event)
+
+    async def get(self) -> Event | str:
+        """Wait for the next queued item."""
+        return await self._queue.get()
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self.closed = True
+        self._hub.unsubscribe(self)
+
+    def _put(self, item: Event | str) -> bool:
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.closed = True
+            self.overflowed.set()
+            self._hub.unsubscribe(self)
+            return False
+        return True
+
+
+class Hub:
+    """Live state fed by the relay, fanned out to subscribers, saved to disk."""
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        server_id: str,
+        version: str,
+        clock: Callable[[], datetime] = _utcnow,
+        save_delay: float = SAVE_DELAY,
+    ) -> None:
+        """Prepare an empty hub; ``start`` loads the saved state."""
+        self.options = options
+        self.server_id = server_id
+        self.version = version
+        self.store = StateStore(options.data_dir, clock=clock)
+        self.state = LiveState()
+        self._clock = clock
+        self._save_delay = save_delay
+        self._seq = 0
+        self._history: deque[Event] = deque(maxlen=HISTORY_SIZE)
+        self._frames: deque[CapturedFrame] = deque(maxlen=FRAME_BUFFER)
+        self._frame_seq = 0
+        self._subscriptions: dict[Subscription, None] = {}
+        self._dirty: asyncio.Event | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._started = time.monotonic()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the persisted state and start the debounced saver."""
+        loaded = await asyncio.to_thread(self.store.load)
+        seq, clean = loaded.last_seq_hint, False
+        document = loaded.document
+        if document is not None:
+            try:
+                state = LiveState.from_persisted(document["ecus"])
+            except StateFormatError as err:
+                loaded = self.store.quarantine(f"{self.store.path.name}: {err}")
+                seq = max(loaded.last_seq_hint, seq)
+            else:
+                self.state = state
+                seq = document["last_seq"]
+                clean = document.get("clean") is True
+                _LOGGER.info(
+                    "Loaded state: %d ECU(s), %d inverter(s), last event %d",
+                    len(state.ecus),
+                    sum(len(e.inverters) for e in state.ecus.values()),
+                    seq,
+                )
+        if not clean and (loaded.document is not None or loaded.problem):
+            seq += SEQ_GAP_AFTER_CRASH
+        self._seq = seq
+        self._started = time.monotonic()
+        self._dirty = asyncio.Event()
+        self._saver = asyncio.create_task(self._save_loop(), name="state-saver")
+        if not clean:
+            self._dirty.set()  # write the new sequence number out soon
+
+    async def stop(self) -> None:
+        """Stop the saver and write the state out one last time."""
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+        try:
+            await self._persist(clean=True)
+        except OSError as err:
+            _LOGGER.error("Could not save state on stop: %s", err)
+
+    async def save_now(self) -> None:
+        """Write the state out immediately."""
+        if self._dirty is not None:
+            self._dirty.clear()
+        await self._persist(clean=False)
+
+    async def _save_loop(self) -> None:
+        assert self._dirty is not None
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._save_delay)
+            self._dirty.clear()
+            try:
+                await self._persist(clean=False)
+            except OSError as err:
+                _LOGGER.error(
+                    "Could not save state to %s: %s; retrying", self.store.path, err
+                )
+                self._dirty.set()
+                await asyncio.sleep(SAVE_RETRY_DELAY)
+
+    async def _persist(self, *, clean: bool) -> None:
+        """Serialise on the loop (a consistent copy), write in a thread."""
+        self._generation += 1
+        document = {
+            "format": 1,
+            "saved_at": self._clock().isoformat(),
+            "clean": clean,
+            "last_seq": self._seq,
+            "ecus": self.state.to_persisted(),
+        }
+        text = json.dumps(document, separators=(",", ":"))
+        await asyncio.to_thread(self.store.write_text, text, self._generation)
+
+    def _mark_dirty(self) -> None:
+        if self._dirty is not None:
+            self._dirty.set()
+
+    # --- RelayListener -----------------------------------------------------------
+
+    def frame_received(self, event: FrameEvent) -> None:
+        """Capture a frame and apply it if it is an ECU data record."""
+        try:
+            if self.options.capture_frames:
+                self._frame_seq += 1
+                self._frames.append(CapturedFrame(self._frame_seq, event))
+            frame = event.frame
+            if frame.kind is FrameKind.DATA and event.direction is Direction.ECU_TO_EMA:
+                self._apply_record(event)
+        except Exception:  # the relay must keep going whatever happens here
+            _LOGGER.exception("Could not process a frame from %s", event.peer)
+
+    def upstream_result(self, report: UpstreamReport) -> None:
+        """Record how an upload to EMA went and tell listeners."""
+        try:
+            ecu_id = self.state.apply_upstream(report)
+            if ecu_id is None:
+                return
+            upstream = self.state.ecus[ecu_id].upstream.as_dict()
+            self._publish("ecu_status", {"ecu_id": ecu_id, "upstream": upstream})
+            self._mark_dirty()
+        except Exception:
+            _LOGGER.exception("Could not record an upload result")
+
+    def _apply_record(self, event: FrameEvent) -> None:
+        frame = event.frame
+        outcome = self.state.apply_record(frame, event.received_at)
+        if outcome.status == RecordStatus.INCOMPLETE:
+            _LOGGER.warning(
+                "Data record from %s without ECU id or timestamp ignored", event.peer
+            )
+            return
+        if not outcome.accepted:
+            _LOGGER.debug(
+                "ECU %s: record of %s not counted (%s)",
+                outcome.ecu_id,
+                frame.timestamp,
+                outcome.status,
+            )
+            return
+        assert outcome.ecu_id is not None
+        ecu = self.state.ecus[outcome.ecu_id]
+        if outcome.new_ecu:
+            _LOGGER.info("New ECU %s (%s)", ecu.ecu_id, ecu.model or "unknown model")
+        for inv_id in outcome.added_inverters:
+            inverter = ecu.inverters[inv_id]
+            _LOGGER.info(
+                "ECU %s: new inverter %s (type %s, %s)",
+                ecu.ecu_id,
+                inv_id,
+                inverter.type_code,
+                inverter.family,
+            )
+            self._publish(
+                "inverter_added", {"ecu_id": ecu.ecu_id, "inverter": inverter.as_dict()}
+            )
+        self._publish(
+            "record", {"ecu_id": ecu.ecu_id, "ecu": ecu.as_dict(), "late": outcome.late}
+        )
+        self._mark_dirty()
+
+    # --- RecordIndex -------------------------------------------------------------
+
+    def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
+        """Return wire timestamps (YYYYMMDDhhmmss) of stored records, newest first."""
+        return self.state.stored_timestamps(ecu_id, limit)
+
+    # --- reading -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the state document of docs/api.md."""
+        return {
+            "server_id": self.server_id,
+            "version": self.version,
+            "schema_version": SCHEMA_VERSION,
+            "ecus": self.state.as_dict(),
+        }
+
+    @property
+    def last_seq(self) -> int:
+        """Return the number of the newest event."""
+        return self._seq
+
+    def events_since(self, since: int) -> list[Event] | None:
+        """Return the events after ``since``, or None if history no longer has them."""
+        oldest = self._history[0].seq if self._history else self._seq + 1
+        if not oldest - 1 <= since <= self._seq:
+            return None
+        return [e for e in self._history if e.seq > since]
+
+    def frames(self, limit: int = FRAME_BUFFER) -> list[dict[str, Any]]:
+        """Return the last ``limit`` captured frames, oldest first."""
+        if limit <= 0:
+            return []
+        kept = list(self._frames)[-limit:]
+        return [f.as_dict() for f in kept]
+
+    def uptime_s(self) -> float:
+        """Return seconds since start."""
+        return time.monotonic() - self._started
+
+    # --- fan-out -----------------------------------------------------------------
+
+    def subscribe(self, max_queue: int) -> Subscription:
+        """Return a new subscription with a queue of at most ``max_queue`` items."""
+        sub = Subscription(self, max_queue)
+        self._subscriptions[sub] = None
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget a subscription."""
+        self._subscriptions.pop(sub, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Return how many subscriptions are open."""
+        return len(self._subscriptions)
+
+    def _publish(self, name: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        event = Event(self._seq, name, data)
+        self._history.append(event)
+        for sub in list(self._subscriptions):
+            sub.deliver(event)
