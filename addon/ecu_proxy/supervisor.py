@@ -26,7 +26,7 @@ _MAX_DELAY = 60.0
 _MAX_ERROR_TEXT = 200
 
 
-class SupervisorError(Exception):
+class SupervisorError(aiohttp.ClientError):
     """The Supervisor could not be reached or refused a request."""
 
 
