@@ -199,7 +199,7 @@ async def notify_restart_needed(client: SupervisorClient, detail: str) -> bool:
     try:
         await client.notify(
             "APsystems ECU Proxy: restart Home Assistant",
-            f"{detail}. Restart Home Assistant to load the APsystems EMA Proxy "
+            f"{detail}. Restart Home Assistant to load the APsystems ECU Proxy "
             "integration; it will then offer to set itself up.",
             RESTART_NOTIFICATION_ID,
         )

@@ -259,3 +259,11 @@ def test_version_equivalence_and_garbage() -> None:
     assert version_key("") is None
     assert version_key("latest") is None
     assert version_key("1.0-beta-x") is None
+
+
+def test_the_shipped_integration_installs(tmp_path: Path, config: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "integration" / "custom_components"
+    result = install_integration(shipped / DOMAIN, config)
+    assert result.action == "installed"
+    manifest = json.loads((shipped / DOMAIN / "manifest.json").read_text())
+    assert installed_version(config) == manifest["version"]

@@ -207,6 +207,8 @@ async def test_unreachable_supervisor_raises_clear_error(
     with pytest.raises(SupervisorError, match="POST /discovery failed") as err:
         await client.post_discovery(INFO)
     assert TOKEN not in str(err.value)
+    # Callers that catch aiohttp's errors handle Supervisor failures too.
+    assert isinstance(err.value, aiohttp.ClientError)
 
 
 async def test_notification_payload(
