@@ -174,6 +174,8 @@ class Hub:
         self._dirty: asyncio.Event | None = None
         self._saver: asyncio.Task[None] | None = None
         self._generation = 0
+        self._saves = 0
+        self._saved: asyncio.Event | None = None
         self._started = time.monotonic()
 
     # --- lifecycle ---------------------------------------------------------------
@@ -204,6 +206,7 @@ class Hub:
         self._seq = seq
         self._started = time.monotonic()
         self._dirty = asyncio.Event()
+        self._saved = asyncio.Event()
         self._saver = asyncio.create_task(self._save_loop(), name="state-saver")
         if not clean:
             self._dirty.set()  # write the new sequence number out soon
@@ -252,7 +255,22 @@ class Hub:
             "ecus": self.state.to_persisted(),
         }
         text = json.dumps(document, separators=(",", ":"))
-        await asyncio.to_thread(self.store.write_text, text, self._generation)
+        if await asyncio.to_thread(self.store.write_text, text, self._generation):
+            self._saves += 1
+            if self._saved is not None:
+                self._saved.set()
+                self._saved = asyncio.Event()
+
+    @property
+    def save_count(self) -> int:
+        """Return how many times the state was written since creation."""
+        return self._saves
+
+    async def wait_saved(self) -> None:
+        """Wait until the next write of the state file completes."""
+        if self._saved is None:
+            raise RuntimeError("the hub is not started")
+        await self._saved.wait()
 
     def _mark_dirty(self) -> None:
         if self._dirty is not None:

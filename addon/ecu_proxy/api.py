@@ -1,0 +1,409 @@
+"""The service's HTTP and WebSocket API (docs/api.md) on one aiohttp server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .hub import Hub, Subscription
+    from .models import RelayCounters
+    from .options import Options
+
+_LOGGER = logging.getLogger(__name__)
+
+HEARTBEAT_S = 55.0
+CLIENT_QUEUE = 1024
+CLOSE_TIMEOUT_S = 5.0
+MAX_MESSAGE_BYTES = 64 * 1024
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_AUTH_FAILED = 4001
+CLOSE_TOO_SLOW = 4002
+CLOSE_INCOMPATIBLE = 4003
+
+
+class CommandError(Exception):
+    """A command failed in a way the client should be told about."""
+
+    def __init__(self, code: str, details: str) -> None:
+        """Create an error with a docs/api.md error code."""
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+@dataclass(eq=False, slots=True)
+class _Client:
+    """One WebSocket connection."""
+
+    ws: web.WebSocketResponse
+    sub: Subscription
+    peer: str
+    authenticated: bool
+    writer: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message behind everything queued before it."""
+        self.sub.send(_dumps(message))
+
+
+type _Handler = Callable[[_Client, dict[str, Any]], dict[str, Any]]
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+class ApiServer:
+    """Serves the state over HTTP and pushes changes over WebSocket."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        options: Options,
+        *,
+        counters: Callable[[], RelayCounters],
+        client_queue: int = CLIENT_QUEUE,
+        close_timeout: float = CLOSE_TIMEOUT_S,
+    ) -> None:
+        """Prepare the server; ``start`` binds it."""
+        self._hub = hub
+        self._options = options
+        self._counters = counters
+        self._client_queue = client_queue
+        self._close_timeout = close_timeout
+        self._clients: set[_Client] = set()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._commands: dict[str, _Handler] = {
+            "auth": self._cmd_auth,
+            "start_listening": self._cmd_start_listening,
+            "get_state": self._cmd_get_state,
+            "get_frames": self._cmd_get_frames,
+        }
+
+    @property
+    def port(self) -> int:
+        """Return the bound port (after ``start``)."""
+        return self._port
+
+    @property
+    def client_count(self) -> int:
+        """Return how many WebSocket clients are connected."""
+        return len(self._clients)
+
+    async def start(self) -> None:
+        """Bind ``api_host:api_port`` (port 0 picks a free port)."""
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/api/state", self._state)
+        app.router.add_get("/api/health", self._health)
+        app.router.add_get("/api/frames", self._frames)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self._options.api_host, self._options.api_port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        self._port = int(address[1])
+        _LOGGER.info("API listening on %s:%s", self._options.api_host, self._port)
+
+    async def stop(self) -> None:
+        """Close every WebSocket (1001) and stop serving."""
+        clients = list(self._clients)
+        await asyncio.gather(
+            *(self._close(c, CLOSE_GOING_AWAY, "server shutting down") for c in clients)
+        )
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- HTTP --------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        token = self._options.api_token
+        if not token:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
+
+    @staticmethod
+    def _unauthorized() -> web.Response:
+        return web.json_response(
+            {"error": "unauthorized", "details": "Authorization: Bearer <token>"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    async def _state(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        return web.json_response(self._hub.snapshot())
+
+    async def _frames(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        raw = request.query.get("limit")
+        try:
+            limit = _limit(int(raw) if raw is not None else None)
+        except (ValueError, CommandError):
+            return web.json_response(
+                {
+                    "error": "invalid_args",
+                    "details": f"limit must be an integer 1-{FRAME_BUFFER}",
+                },
+                status=400,
+            )
+        return web.json_response({"frames": self._hub.frames(limit)})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        try:
+            counters = self._counters()
+        except Exception as err:  # health must answer whatever the relay does
+            _LOGGER.exception("Relay counters unavailable")
+            body: dict[str, Any] = {
+                "status": "degraded",
+                "version": self._hub.version,
+                "uptime_s": round(self._hub.uptime_s(), 1),
+                "error": str(err),
+                "clients": self.client_count,
+            }
+            return web.json_response(body, status=503)
+        listeners = {str(p): s for p, s in sorted(counters.listeners.items())}
+        healthy = bool(listeners) and all(s == "listening" for s in listeners.values())
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "version": self._hub.version,
+            "uptime_s": round(self._hub.uptime_s(), 1),
+            "listeners": listeners,
+            "frames": {
+                "relayed": counters.frames_relayed,
+                "decoded": counters.frames_decoded,
+                "invalid": counters.frames_invalid,
+            },
+            "connections": {
+                "active": counters.active_connections,
+                "total": counters.connections,
+                "rejected": counters.rejected_connections,
+            },
+            "clients": self.client_count,
+        }
+        return web.json_response(body, status=200 if healthy else 503)
+
+    # --- WebSocket ---------------------------------------------------------------
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
+        )
+        await ws.prepare(request)
+        client = _Client(
+            ws=ws,
+            sub=self._hub.subscribe(self._client_queue),
+            peer=request.remote or "?",
+            authenticated=not self._options.api_token,
+        )
+        self._clients.add(client)
+        client.writer = asyncio.create_task(self._write(client), name="ws-writer")
+        client.watcher = asyncio.create_task(
+            self._watch_overflow(client), name="ws-overflow"
+        )
+        client.send(
+            {
+                "type": "server_info",
+                "server_id": self._hub.server_id,
+                "version": self._hub.version,
+                "schema_version": SCHEMA_VERSION,
+                "min_schema_version": MIN_SCHEMA_VERSION,
+                "requires_auth": not client.authenticated,
+            }
+        )
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    if not await self._on_text(client, msg.data):
+                        break
+                elif msg.type is WSMsgType.BINARY:
+                    client.send(_error(None, "invalid_message", "send JSON text"))
+        finally:
+            client.sub.close()
+            self._clients.discard(client)
+            client.writer.cancel()
+            if client.sub.overflowed.is_set():
+                # the watcher is closing the socket with 4002; let it finish
+                with contextlib.suppress(asyncio.CancelledError):
+                    await client.watcher
+            else:
+                client.watcher.cancel()
+        return ws
+
+    async def _on_text(self, client: _Client, text: str) -> bool:
+        """Handle one text message; return False when the connection must end."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not client.authenticated:
+            if (
+                isinstance(message, dict)
+                and message.get("command") == "auth"
+                and self._token_ok(message.get("token"))
+            ):
+                client.authenticated = True
+                client.send(_result(message.get("message_id"), {}))
+                return True
+            _LOGGER.warning("WebSocket client %s failed to authenticate", client.peer)
+            await self._close(client, CLOSE_AUTH_FAILED, "authentication failed")
+            return False
+        if not isinstance(message, dict):
+            client.send(_error(None, "invalid_message", "expected a JSON object"))
+            return True
+        message_id = message.get("message_id")
+        command = message.get("command")
+        if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+            client.send(_error(None, "invalid_message", "message_id is required"))
+            return True
+        if not isinstance(command, str):
+            client.send(_error(message_id, "invalid_message", "command is required"))
+            return True
+        handler = self._commands.get(command)
+        if handler is None:
+            client.send(
+                _error(message_id, "unknown_command", f"unknown command {command!r}")
+            )
+            return True
+        try:
+            # Handlers are synchronous: the result is queued before any event that
+            # follows it, with no chance for the hub to publish in between.
+            result = handler(client, message)
+        except CommandError as err:
+            client.send(_error(message_id, err.code, err.details))
+        except Exception:
+            _LOGGER.exception("Command %s failed", command)
+            client.send(_error(message_id, "internal_error", f"{command} failed"))
+        else:
+            client.send(_result(message_id, result))
+        return True
+
+    def _token_ok(self, given: Any) -> bool:
+        token = self._options.api_token
+        if not token:
+            return True
+        return isinstance(given, str) and hmac.compare_digest(
+            given.encode(), token.encode()
+        )
+
+    async def _write(self, client: _Client) -> None:
+        """Send queued messages in order until the connection ends."""
+        ws = client.ws
+        while True:
+            item = await client.sub.get()
+            text = item.json if isinstance(item, Event) else item
+            try:
+                await ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _watch_overflow(self, client: _Client) -> None:
+        """Disconnect the client once its queue overflows (4002)."""
+        await client.sub.overflowed.wait()
+        _LOGGER.warning(
+            "WebSocket client %s does not keep up; disconnecting it", client.peer
+        )
+        await self._close(client, CLOSE_TOO_SLOW, "client too slow")
+
+    async def _close(self, client: _Client, code: int, reason: str) -> None:
+        """Stop the writer, then close with ``code`` (abort if the peer stalls)."""
+        if client.writer is not None:
+            client.writer.cancel()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(self._close_timeout):
+                await client.ws.close(code=code, message=reason.encode(), drain=False)
+
+    # --- commands (synchronous; see _on_text) ------------------------------------
+
+    def _cmd_auth(self, client: _Client, message: dict[str, Any]) -> dict[str, Any]:
+        if not self._token_ok(message.get("token")):
+            raise CommandError("invalid_args", "wrong token")
+        return {}
+
+    def _cmd_start_listening(
+        self, client: _Client, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        since = message.get("since")
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int)
+        ):
+            raise CommandError("invalid_args", "since must be an integer")
+        last_seq = self._hub.last_seq
+        missed = self._hub.events_since(since) if since is not None else None
+        client.sub.listen(last_seq)
+        if missed is None:
+            return {"last_seq": last_seq, "state": self._hub.snapshot(), "events": []}
+        return {
+            "last_seq": last_seq,
+            "state": None,
+            "events": [e.as_message() for e in missed],
+        }
+
+    def _cmd_get_state(
+        self, client: _Client, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {"state": self._hub.snapshot()}
+
+    def _cmd_get_frames(
+        self, client: _Client, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        limit = message.get("limit")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int)
+        ):
+            raise CommandError("invalid_args", "limit must be an integer")
+        return {"frames": self._hub.frames(_limit(limit))}
+
+
+def _limit(value: int | None) -> int:
+    if value is None:
+        return FRAME_BUFFER
+    if not 1 <= value <= FRAME_BUFFER:
+        raise CommandError("invalid_args", f"limit must be 1-{FRAME_BUFFER}")
+    return value
+
+
+def _result(message_id: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "message_id": message_id,
+        "success": True,
+        "result": result,
+    }
+
+
+def _error(message_id: Any, code: str, details: str) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "message_id": message_id,
+        "success": False,
+        "error_code": code,
+        "details": details,
+    }

@@ -1,0 +1,436 @@
+"""The hub: applying frames, events, subscriptions, frame capture, saving, loading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ecu_proxy.hub import FRAME_BUFFER, SEQ_GAP_AFTER_CRASH, Hub
+from ecu_proxy.models import (
+    Channel,
+    DecodedFrame,
+    Direction,
+    FrameEvent,
+    FrameKind,
+    Inverter,
+    UpstreamReport,
+    UpstreamResult,
+)
+from ecu_proxy.options import Options
+from ecu_proxy.storage import STATE_FILE
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+ECU = "216000064136"
+YC600 = "408000111178"
+DAY = datetime(2024, 2, 6, 11, 0, 0)
+RECEIVED = datetime(2024, 2, 6, 10, 0, 5, tzinfo=UTC)
+SCHEMA = Path(__file__).parents[2] / "docs" / "state.schema.json"
+WAIT = 10.0
+
+
+def fixed_clock() -> datetime:
+    return datetime(2024, 2, 7, 3, 4, 5, tzinfo=UTC)
+
+
+def inverter(inv_id: str = YC600, type_code: str = "07") -> Inverter:
+    return Inverter(
+        id=inv_id,
+        type_code=type_code,
+        family="YC600",
+        ac_voltage_v=228.0,
+        frequency_hz=50.0,
+        temperature_c=13.0,
+        power_w=35.0,
+        round_energy_wh=None,
+        channels=(
+            Channel(1, 33.8, 0.5, 17.0, 1.409),
+            Channel(2, 33.9, 0.5, 18.0, 1.419),
+        ),
+    )
+
+
+def frame_event(
+    frame: DecodedFrame,
+    direction: Direction = Direction.ECU_TO_EMA,
+    raw: bytes = b"APS18AA302AAAAAAA1...END\n",
+) -> FrameEvent:
+    return FrameEvent(1, 8995, "192.0.2.10:40000", direction, raw, frame, RECEIVED)
+
+
+def data(at: datetime, *invs: Inverter, lifetime: float = 2127.9) -> FrameEvent:
+    inverters = invs or (inverter(),)
+    return frame_event(
+        DecodedFrame(
+            kind=FrameKind.DATA,
+            version="18",
+            length=302,
+            ecu_id=ECU,
+            ecu_model="ECU-R",
+            timestamp=at,
+            power_w=190.0,
+            round_energy_kwh=0.0,
+            lifetime_energy_kwh=lifetime,
+            inverter_count=len(inverters),
+            more_records=False,
+            inverters=inverters,
+        )
+    )
+
+
+def make_hub(data_dir: Path, capture: bool = True) -> Hub:
+    options = Options(data_dir=data_dir, capture_frames=capture)
+    return Hub(
+        options,
+        server_id="a" * 32,
+        version="9.9.9",
+        clock=fixed_clock,
+        save_delay=0.01,
+    )
+
+
+def corrupt_files(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.glob(f"{STATE_FILE}.corrupt-*"))
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    h = make_hub(tmp_path)
+    await h.start()
+    yield h
+    await h.stop()
+
+
+# --- a small JSON Schema checker (the subset docs/state.schema.json uses) ---------
+
+
+def check_schema(
+    value: Any, schema: dict[str, Any], root: dict[str, Any], at: str
+) -> None:
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        check_schema(value, root["$defs"][name], root, at)
+    kinds = schema.get("type")
+    if kinds is not None:
+        allowed = [kinds] if isinstance(kinds, str) else kinds
+        names = {
+            "object": dict,
+            "array": list,
+            "string": str,
+            "boolean": bool,
+            "null": type(None),
+        }
+        ok = any(
+            (k == "integer" and isinstance(value, int) and not isinstance(value, bool))
+            or (
+                k == "number"
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            )
+            or (k in names and isinstance(value, names[k]))
+            for k in allowed
+        )
+        assert ok, f"{at}: {value!r} is not {allowed}"
+    if "const" in schema:
+        assert value == schema["const"], at
+    if "enum" in schema:
+        assert value in schema["enum"], at
+    if "minimum" in schema and isinstance(value, int | float):
+        assert value >= schema["minimum"], at
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            assert key in value, f"{at}: missing {key}"
+        props = schema.get("properties", {})
+        patterns = schema.get("patternProperties", {})
+        for key, item in value.items():
+            if key in props:
+                check_schema(item, props[key], root, f"{at}.{key}")
+                continue
+            matched = [p for p in patterns if re.search(p, key)]
+            for pattern in matched:
+                check_schema(item, patterns[pattern], root, f"{at}.{key}")
+            if not matched and schema.get("additionalProperties") is False:
+                raise AssertionError(f"{at}: unexpected key {key}")
+    if isinstance(value, list) and "items" in schema:
+        for n, item in enumerate(value):
+            check_schema(item, schema["items"], root, f"{at}[{n}]")
+
+
+def test_schema_checker_rejects_wrong_documents() -> None:
+    root = json.loads(SCHEMA.read_text())
+    with pytest.raises(AssertionError):
+        check_schema({"server_id": "x"}, root, root, "$")
+    good = {"server_id": "x", "version": "1", "schema_version": 1, "ecus": {}}
+    check_schema(good, root, root, "$")
+    with pytest.raises(AssertionError):
+        check_schema(good | {"extra": 1}, root, root, "$")
+    with pytest.raises(AssertionError):
+        check_schema(good | {"ecus": {ECU: {"ecu_id": 5}}}, root, root, "$")
+
+
+# --- applying frames -------------------------------------------------------------
+
+
+async def test_snapshot_matches_schema(hub: Hub) -> None:
+    unknown = Inverter(
+        "703000021300", "99", "unknown", None, None, None, None, None, (), "7030"
+    )
+    hub.frame_received(data(DAY, inverter(), unknown))
+    hub.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.OK, RECEIVED, 83.14))
+    snapshot = hub.snapshot()
+    root = json.loads(SCHEMA.read_text())
+    check_schema(snapshot, root, root, "$")
+    assert snapshot["server_id"] == "a" * 32
+    assert snapshot["version"] == "9.9.9"
+    assert snapshot["ecus"][ECU]["upstream"]["rtt_ms"] == 83.1
+    assert json.loads(json.dumps(snapshot)) == snapshot
+
+
+async def test_only_uploads_from_the_ecu_change_state(hub: Hub) -> None:
+    echoed = data(DAY)
+    hub.frame_received(frame_event(echoed.frame, direction=Direction.EMA_TO_ECU))
+    reply = DecodedFrame(
+        kind=FrameKind.EMA_REPLY, version=None, length=3, status="1", timestamps=()
+    )
+    hub.frame_received(frame_event(reply, Direction.EMA_TO_ECU, b"100"))
+    assert hub.snapshot()["ecus"] == {}
+    assert hub.last_seq == 0
+    # both frames are captured all the same
+    frames = hub.frames()
+    assert [f["decoded"]["kind"] for f in frames] == ["data", "ema_reply"]
+    assert frames[1]["raw"] == "100"
+
+
+async def test_events_for_new_inverters_records_and_status(hub: Hub) -> None:
+    sub = hub.subscribe(max_queue=10)
+    sub.listen(hub.last_seq)
+    hub.frame_received(data(DAY))
+    hub.frame_received(data(DAY))  # duplicate: no event
+    hub.frame_received(data(DAY - timedelta(minutes=5)))  # late
+    hub.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.CLOUDLESS, RECEIVED))
+    hub.upstream_result(UpstreamReport(None, 8997, UpstreamResult.OK, RECEIVED))
+    names = []
+    for _ in range(4):
+        item = await sub.get()
+        assert not isinstance(item, str)
+        names.append((item.seq, item.name, item.data.get("late")))
+    assert names == [
+        (1, "inverter_added", None),
+        (2, "record", False),
+        (3, "record", True),
+        (4, "ecu_status", None),
+    ]
+    assert hub.last_seq == 4
+    assert hub.stored_timestamps(ECU) == ["20240206110000", "20240206105500"]
+
+
+async def test_subscription_waits_for_listen_and_skips_old_events(hub: Hub) -> None:
+    sub = hub.subscribe(max_queue=10)
+    hub.frame_received(data(DAY))  # two events while not listening
+    assert sub.send("hello")
+    sub.listen(after_seq=hub.last_seq)
+    hub.frame_received(data(DAY + timedelta(minutes=5)))
+    assert await sub.get() == "hello"
+    item = await sub.get()
+    assert not isinstance(item, str)
+    assert item.seq == 3
+    assert json.loads(item.json) == {
+        "type": "event",
+        "seq": 3,
+        "event": "record",
+        "data": item.data,
+    }
+    sub.close()
+    assert hub.subscriber_count == 0
+    assert not sub.send("after close")
+
+
+async def test_overflowing_subscription_is_dropped(hub: Hub) -> None:
+    slow = hub.subscribe(max_queue=2)
+    other = hub.subscribe(max_queue=100)
+    slow.listen(0)
+    other.listen(0)
+    for i in range(5):
+        hub.frame_received(data(DAY + timedelta(minutes=5 * i)))
+    assert slow.overflowed.is_set()
+    assert hub.subscriber_count == 1
+    assert not other.overflowed.is_set()
+    seqs = []
+    for _ in range(6):
+        item = await other.get()
+        assert not isinstance(item, str)
+        seqs.append(item.seq)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="max_queue"):
+        hub.subscribe(0)
+
+
+async def test_frame_buffer_keeps_the_last_200(hub: Hub) -> None:
+    for i in range(FRAME_BUFFER + 25):
+        hub.frame_received(data(DAY + timedelta(minutes=i)))
+    frames = hub.frames()
+    assert len(frames) == FRAME_BUFFER
+    assert frames[0]["seq"] == 26
+    assert frames[-1]["seq"] == FRAME_BUFFER + 25
+    assert [f["seq"] for f in hub.frames(3)] == [223, 224, 225]
+    assert hub.frames(0) == []
+
+
+async def test_raw_frame_bytes_that_are_not_text_stay_visible(hub: Hub) -> None:
+    garbage = DecodedFrame(kind=FrameKind.INVALID, version=None, length=4, error="x")
+    hub.frame_received(frame_event(garbage, raw=b"\xffAPS\n"))
+    assert hub.frames()[0]["raw"] == "\\xffAPS\n"
+
+
+async def test_a_failure_inside_never_reaches_the_relay(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(hub.state, "apply_record", broken)
+    monkeypatch.setattr(hub.state, "apply_upstream", broken)
+    with caplog.at_level(logging.ERROR):
+        hub.frame_received(data(DAY))
+        hub.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.OK, RECEIVED))
+    assert len([r for r in caplog.records if "boom" in (r.exc_text or "")]) == 2
+    assert len(hub.frames()) == 1
+
+
+# --- saving and loading ----------------------------------------------------------
+
+
+async def test_changes_are_saved_soon_and_survive_a_restart(tmp_path: Path) -> None:
+    first = make_hub(tmp_path)
+    await first.start()
+    async with asyncio.timeout(WAIT):
+        await first.wait_saved()  # the fresh sequence number goes out first
+    first.frame_received(data(DAY))
+    async with asyncio.timeout(WAIT):
+        await first.wait_saved()
+    on_disk = json.loads((tmp_path / STATE_FILE).read_text())
+    assert on_disk["format"] == 1
+    assert on_disk["last_seq"] == first.last_seq == 2
+    assert on_disk["clean"] is False
+    first.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.OK, RECEIVED))
+    await first.stop()
+    on_disk = json.loads((tmp_path / STATE_FILE).read_text())
+    assert on_disk["clean"] is True
+    assert on_disk["saved_at"] == "2024-02-07T03:04:05+00:00"
+
+    second = make_hub(tmp_path)
+    await second.start()
+    assert second.snapshot() == first.snapshot()
+    assert second.last_seq == first.last_seq == 3  # clean stop: no gap
+    assert second.events_since(3) == []
+    second.frame_received(data(DAY))
+    assert second.last_seq == 3  # the restored dedupe set knows this record
+    second.frame_received(data(DAY + timedelta(minutes=5)))
+    assert second.last_seq == 4
+    await second.stop()
+
+
+async def test_sequence_jumps_after_a_crash(tmp_path: Path) -> None:
+    first = make_hub(tmp_path)
+    await first.start()
+    first.frame_received(data(DAY))
+    await first.save_now()
+    saved = first.last_seq
+    first.frame_received(data(DAY + timedelta(minutes=5)))  # never saved
+    assert first.last_seq == saved + 1
+    # no stop(): as if the process were killed
+    second = make_hub(tmp_path)
+    await second.start()
+    assert second.last_seq == saved + SEQ_GAP_AFTER_CRASH
+    assert second.last_seq > first.last_seq
+    assert second.events_since(saved + 1) is None  # a client that saw more: full state
+    await second.stop()
+    await first.stop()
+
+
+async def test_corrupt_state_file_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / STATE_FILE).write_bytes(b'{"format": 1, "last_seq": 77, "ecus": {"21')
+    hub = make_hub(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        await hub.start()
+    aside = tmp_path / f"{STATE_FILE}.corrupt-20240207T030405Z"
+    assert aside.exists()
+    assert "moved it to state.json.corrupt-20240207T030405Z" in caplog.text
+    assert hub.snapshot()["ecus"] == {}
+    assert hub.last_seq > 77  # numbers keep going up even so
+    hub.frame_received(data(DAY))
+    await hub.stop()
+    assert json.loads((tmp_path / STATE_FILE).read_text())["ecus"][ECU]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"format": 1, "last_seq": 3, "ecus": {ECU: {"ecu_id": ECU, "seen": [7]}}},
+        {"format": 1, "last_seq": 3, "ecus": {ECU: {"ecu_id": "wrong"}}},
+        {"format": 2, "last_seq": 3, "ecus": {}},
+    ],
+)
+async def test_unusable_documents_are_moved_aside(
+    tmp_path: Path, document: dict[str, Any]
+) -> None:
+    (tmp_path / STATE_FILE).write_text(json.dumps(document))
+    hub = make_hub(tmp_path)
+    await hub.start()
+    assert corrupt_files(tmp_path)
+    assert hub.snapshot()["ecus"] == {}
+    assert hub.last_seq >= 3
+    await hub.stop()
+
+
+async def test_format_0_file_is_migrated_on_start(tmp_path: Path) -> None:
+    old = {
+        "seq": 12,
+        "ecus": [
+            {
+                "id": ECU,
+                "model": "ECU-R",
+                "lifetime_kwh": 2127.9,
+                "day": "2024-02-06",
+                "day_kwh": 0.002828,
+                "records": ["2024-02-06T11:00:00"],
+                "inverters": [
+                    {
+                        "id": YC600,
+                        "type_code": "07",
+                        "family": "YC600",
+                        "day_kwh": 0.002828,
+                        "total_kwh": 1.5,
+                        "channels": [
+                            {"channel": 1, "day_kwh": 0.001409, "total_kwh": 0.75},
+                            {"channel": 2, "day_kwh": 0.001419, "total_kwh": 0.75},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / STATE_FILE).write_text(json.dumps(old))
+    hub = make_hub(tmp_path)
+    await hub.start()
+    ecu = hub.snapshot()["ecus"][ECU]
+    assert ecu["lifetime_energy_kwh"] == 2127.9
+    assert ecu["inverters"][YC600]["energy_total_kwh"] == 1.5
+    hub.frame_received(data(DAY))  # already counted before the migration
+    hub.frame_received(data(DAY + timedelta(minutes=5)))
+    ecu = hub.snapshot()["ecus"][ECU]
+    assert ecu["inverters"][YC600]["energy_total_kwh"] == pytest.approx(1.502828)
+    assert ecu["energy_today_kwh"] == pytest.approx(0.005656)
+    assert hub.last_seq == 12 + SEQ_GAP_AFTER_CRASH + 1
+    await hub.stop()
+    assert json.loads((tmp_path / STATE_FILE).read_text())["format"] == 1
