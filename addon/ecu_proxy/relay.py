@@ -457,23 +457,26 @@ class _Session:
         self._set_reading(self.ecu, self._ecu_pause, _CONNECTING, paused=False)
 
     async def _open_upstream(self) -> str | None:
-        """Connect to EMA; on failure switch to unreachable mode and return None."""
+        """Connect to EMA; on failure switch to unreachable mode and return None.
+
+        Finding the address and connecting share one connect_timeout window, so
+        the ECU (which waits about 10 s for an answer) is never kept longer.
+        """
         timeout = self.relay._options.connect_timeout
         started = time.monotonic()
-        try:
-            address = await self.relay._address()
-        except UpstreamError as err:
-            self._unreachable(str(err))
-            return None
+        address: str | None = None
         try:
             async with asyncio.timeout(timeout):
+                address = await self.relay._address()
                 await self.loop.create_connection(
                     partial(_EmaSide, self), address, self.port
                 )
+        except UpstreamError as err:
+            self._unreachable(str(err))
+            return None
         except TimeoutError:
-            self._unreachable(
-                f"no connection to {address}:{self.port} within {timeout:g} s"
-            )
+            target = f"{address}:{self.port}" if address else "EMA's address"
+            self._unreachable(f"no connection to {target} within {timeout:g} s")
             return None
         except OSError as err:
             self._unreachable(

@@ -21,6 +21,7 @@ from stand_ins import (
     EmaHandler,
     FakeEcu,
     RecordingListener,
+    StandInDns,
     StandInEma,
     acknowledge_frames,
     big_frame,
@@ -524,3 +525,47 @@ async def test_stop_closes_open_connections(harness: Harness) -> None:
     assert relay.counters.active_connections == 0
     assert await ecu.read_to_eof() == b""
     assert relay.bound_ports == {}
+
+
+async def test_resolver_refusal_counts_as_unreachable(
+    harness: Harness,
+) -> None:
+    relay = await harness.start()
+    # Swap in a resolver that refuses EMA_HOST as an address of this host.
+    relay._upstream = UpstreamResolver(EMA_HOST, (), harness.tmp_path)
+    ecu = await harness.ecu()
+    await ecu.send(CAPTURE)
+    assert await ecu.read_to_eof() == b""
+    await ecu.close()
+    await harness.idle()
+    assert harness.ema is not None
+    assert harness.ema.accepted == 0
+    reports = harness.listener.reports
+    assert [r.result for r in reports] == [UpstreamResult.UNREACHABLE]
+    assert reports[0].detail is not None
+    assert "loop" in reports[0].detail
+    assert [e.raw for e in harness.listener.frames] == [RECORD]
+
+
+async def test_slow_dns_is_bounded_by_the_connect_timeout(harness: Harness) -> None:
+    dns_server = StandInDns()
+    dns_server.mode = "silent"
+    await dns_server.start()
+    try:
+        relay = await harness.start(connect_timeout=0.3)
+        relay._upstream = UpstreamResolver(
+            "ema.example",
+            (ECU_HOST,),
+            harness.tmp_path,
+            dns_port=dns_server.port,
+            dns_timeout=30.0,
+        )
+        ecu = await harness.ecu()
+        await ecu.send(CAPTURE)
+        assert await ecu.read_to_eof() == b""
+        await ecu.close()
+        await harness.idle()
+    finally:
+        dns_server.stop()
+    assert [r.result for r in harness.listener.reports] == [UpstreamResult.UNREACHABLE]
+    assert dns_server.queries == ["ema.example"]
