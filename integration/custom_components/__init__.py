@@ -1,0 +1,1 @@
+"""Custom integrations shipped with the APsystems ECU Proxy."""

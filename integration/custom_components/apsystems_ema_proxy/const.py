@@ -1,0 +1,38 @@
+"""Constants of the APsystems ECU Proxy integration."""
+
+import logging
+from typing import Final
+
+from homeassistant.const import Platform
+
+DOMAIN: Final = "apsystems_ema_proxy"
+LOGGER: Final = logging.getLogger(__package__)
+
+PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.SENSOR]
+
+CONF_ADDON_SLUG: Final = "addon_slug"
+CONF_NO_DATA_TIMEOUT: Final = "no_data_timeout"
+
+DEFAULT_NAME: Final = "APsystems ECU Proxy"
+DEFAULT_NO_DATA_TIMEOUT: Final = 15  # minutes
+MIN_NO_DATA_TIMEOUT: Final = 1
+MAX_NO_DATA_TIMEOUT: Final = 1440
+
+MANUFACTURER: Final = "APsystems"
+PROJECT_URL: Final = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
+ISSUE_TRACKER_URL: Final = f"{PROJECT_URL}/issues"
+EMA_URL: Final = "https://www.apsystemsema.com"
+
+# How long without any ECU data before the "no ECU data" repair issue is raised.
+NO_ECU_DATA_ISSUE_AFTER_HOURS: Final = 24
+
+# Reconnect backoff, in seconds: doubles from the first to the last value.
+RECONNECT_MIN_DELAY: Final = 1.0
+RECONNECT_MAX_DELAY: Final = 60.0
+
+# How many raw frames the diagnostics download asks the service for.
+DIAGNOSTICS_FRAMES: Final = 20
+
+ISSUE_NO_ECU_DATA: Final = "no_ecu_data"
+ISSUE_INCOMPATIBLE_SCHEMA: Final = "incompatible_schema"
+ISSUE_UNKNOWN_INVERTER_PREFIX: Final = "unknown_inverter_"

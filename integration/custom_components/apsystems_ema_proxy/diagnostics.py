@@ -1,0 +1,66 @@
+"""Diagnostics: connection, server info, decoded state and the last raw frames."""
+
+import dataclasses
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+
+from .const import DIAGNOSTICS_FRAMES, DOMAIN
+from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
+from .exceptions import ProxyClientError
+
+TO_REDACT = {CONF_TOKEN}
+
+
+async def _async_frames(
+    coordinator: EmaProxyCoordinator, ids: set[str] | None = None
+) -> list[dict[str, Any]] | dict[str, str]:
+    """Return the service's last raw frames, only those naming ``ids`` if given."""
+    try:
+        frames = await coordinator.client.get_frames(limit=DIAGNOSTICS_FRAMES)
+    except ProxyClientError as err:
+        return {"error": str(err)}
+    return [
+        dataclasses.asdict(frame)
+        for frame in frames
+        if ids is None or any(ident in frame.raw for ident in ids)
+    ]
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: EmaProxyConfigEntry
+) -> dict[str, Any]:
+    """Return diagnostics of the whole entry."""
+    coordinator = entry.runtime_data
+    return {
+        "entry": {
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+            "options": dict(entry.options),
+        },
+        "connection": coordinator.diagnostics(),
+        "state": dataclasses.asdict(coordinator.state),
+        "frames": await _async_frames(coordinator),
+    }
+
+
+async def async_get_device_diagnostics(
+    hass: HomeAssistant, entry: EmaProxyConfigEntry, device: dr.DeviceEntry
+) -> dict[str, Any]:
+    """Return diagnostics of one ECU or inverter (or the proxy itself)."""
+    coordinator = entry.runtime_data
+    ids = {ident for domain, ident in device.identifiers if domain == DOMAIN}
+    result: dict[str, Any] = {"connection": coordinator.diagnostics()}
+    for ecu in coordinator.state.ecus.values():
+        if ecu.ecu_id in ids:
+            result["ecu"] = dataclasses.asdict(ecu)
+        for inverter in ecu.inverters.values():
+            if inverter.id in ids:
+                result["ecu_id"] = ecu.ecu_id
+                result["inverter"] = dataclasses.asdict(inverter)
+    result["frames"] = await _async_frames(
+        coordinator, None if entry.unique_id in ids else ids
+    )
+    return result

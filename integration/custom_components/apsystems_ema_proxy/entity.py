@@ -1,0 +1,104 @@
+"""Base entity of the APsystems ECU Proxy integration."""
+
+from typing import override
+
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import Entity, EntityDescription
+
+from .const import DOMAIN
+from .coordinator import EmaProxyCoordinator
+from .models import ChannelState, EcuState, InverterState
+
+
+class EmaProxyEntity(Entity):
+    """An entity fed by the proxy's pushed state for one ECU, inverter or channel."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(
+        self,
+        coordinator: EmaProxyCoordinator,
+        description: EntityDescription,
+        ecu_id: str,
+        inverter_id: str | None = None,
+        channel: int | None = None,
+    ) -> None:
+        """Identify the entity by the ids of what it measures."""
+        self.coordinator = coordinator
+        self.entity_description = description
+        self.ecu_id = ecu_id
+        self.inverter_id = inverter_id
+        self.channel = channel
+        device_id = inverter_id or ecu_id
+        suffix = f"_{channel}" if channel is not None else ""
+        self._attr_unique_id = f"{device_id}_{description.key}{suffix}"
+        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, device_id)})
+
+    @property
+    def ecu(self) -> EcuState | None:
+        """Return the state of the entity's ECU."""
+        return self.coordinator.ecu(self.ecu_id)
+
+    @property
+    def inverter_state(self) -> InverterState | None:
+        """Return the state of the entity's inverter."""
+        if self.inverter_id is None:
+            return None
+        return self.coordinator.inverter(self.ecu_id, self.inverter_id)
+
+    @property
+    def channel_state(self) -> ChannelState | None:
+        """Return the state of the entity's DC channel."""
+        if (inverter := self.inverter_state) is None:
+            return None
+        for channel in inverter.channels:
+            if channel.channel == self.channel:
+                return channel
+        return None
+
+    @property
+    def stale(self) -> bool:
+        """Return True when the ECU or inverter sent nothing for too long."""
+        if self.inverter_id is not None:
+            inverter = self.inverter_state
+            return self.coordinator.is_stale(inverter.last_seen if inverter else None)
+        ecu = self.ecu
+        return self.coordinator.is_stale(ecu.last_seen if ecu else None)
+
+    @property
+    def source_present(self) -> bool:
+        """Return True while the service still reports what this entity measures."""
+        if self.channel is not None:
+            return self.channel_state is not None
+        if self.inverter_id is not None:
+            return self.inverter_state is not None
+        return self.ecu is not None
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Follow the coordinator's updates for this ECU."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            self.coordinator.async_add_listener(self.ecu_id, self._handle_update)
+        )
+        self._update_from_state()
+
+    @override
+    async def async_will_remove_from_hass(self) -> None:
+        """Allow the entity to be created again if its device comes back."""
+        await super().async_will_remove_from_hass()
+        if self.unique_id is not None:
+            self.coordinator.added_unique_ids.discard(self.unique_id)
+
+    @callback
+    def _handle_update(self) -> None:
+        """Recompute the state and write it."""
+        self._update_from_state()
+        self.async_write_ha_state()
+
+    @callback
+    def _update_from_state(self) -> None:
+        """Recompute attributes from the coordinator's state."""
+        self._attr_available = self.coordinator.connected and self.source_present

@@ -1,0 +1,120 @@
+"""Repair issues: raise them when the user must act, clear them when fixed."""
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    DOMAIN,
+    ISSUE_INCOMPATIBLE_SCHEMA,
+    ISSUE_NO_ECU_DATA,
+    ISSUE_TRACKER_URL,
+    ISSUE_UNKNOWN_INVERTER_PREFIX,
+    NO_ECU_DATA_ISSUE_AFTER_HOURS,
+)
+from .exceptions import IncompatibleSchema
+
+if TYPE_CHECKING:
+    from .coordinator import EmaProxyCoordinator
+
+
+@callback
+def async_raise_incompatible_schema(
+    hass: HomeAssistant, entry_id: str, err: IncompatibleSchema
+) -> None:
+    """Tell the user which side (app or integration) to update."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        f"{ISSUE_INCOMPATIBLE_SCHEMA}_{entry_id}",
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=(
+            "service_too_old" if err.service_too_old else "integration_too_old"
+        ),
+        translation_placeholders={
+            "service_schema": f"{err.server_min_schema}-{err.server_schema}",
+            "integration_schema": f"{err.client_min_schema}-{err.client_max_schema}",
+        },
+    )
+
+
+@callback
+def async_clear_incompatible_schema(hass: HomeAssistant, entry_id: str) -> None:
+    """Remove the schema issue once a connection succeeded."""
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_INCOMPATIBLE_SCHEMA}_{entry_id}")
+
+
+@callback
+def async_update_state_issues(
+    hass: HomeAssistant, coordinator: "EmaProxyCoordinator"
+) -> None:
+    """Raise or clear the issues that depend on the service's state."""
+    if not coordinator.connected:
+        return
+    entry_id = coordinator.entry.entry_id
+    newest = coordinator.newest_data()
+    if newest is None or dt_util.utcnow() - newest > timedelta(
+        hours=NO_ECU_DATA_ISSUE_AFTER_HOURS
+    ):
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            f"{ISSUE_NO_ECU_DATA}_{entry_id}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="no_ecu_data_ever" if newest is None else "no_ecu_data",
+            translation_placeholders={
+                "hours": str(NO_ECU_DATA_ISSUE_AFTER_HOURS),
+                "ema_host": "ecu.apsystemsema.com",
+            },
+        )
+    else:
+        ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_ECU_DATA}_{entry_id}")
+
+    wanted: set[str] = set()
+    for ecu in coordinator.state.ecus.values():
+        for inverter in ecu.inverters.values():
+            if inverter.raw is None:
+                continue
+            issue_id = f"{ISSUE_UNKNOWN_INVERTER_PREFIX}{entry_id}_{inverter.id}"
+            wanted.add(issue_id)
+            ir.async_create_issue(
+                hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                learn_more_url=ISSUE_TRACKER_URL,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="unknown_inverter",
+                translation_placeholders={
+                    "inverter_id": inverter.id,
+                    "type_code": inverter.type_code or "?",
+                    "ecu_id": ecu.ecu_id,
+                    "raw": inverter.raw,
+                },
+            )
+    for issue_id in _unknown_inverter_issues(hass, entry_id) - wanted:
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
+
+
+@callback
+def async_clear_all(hass: HomeAssistant, entry_id: str) -> None:
+    """Remove every issue of an entry that is being removed."""
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_ECU_DATA}_{entry_id}")
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_INCOMPATIBLE_SCHEMA}_{entry_id}")
+    for issue_id in _unknown_inverter_issues(hass, entry_id):
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
+
+
+def _unknown_inverter_issues(hass: HomeAssistant, entry_id: str) -> set[str]:
+    """Return the ids of the entry's unknown-inverter issues that exist now."""
+    prefix = f"{ISSUE_UNKNOWN_INVERTER_PREFIX}{entry_id}_"
+    return {
+        issue_id
+        for domain, issue_id in ir.async_get(hass).issues
+        if domain == DOMAIN and issue_id.startswith(prefix)
+    }

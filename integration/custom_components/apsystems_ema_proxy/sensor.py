@@ -1,0 +1,428 @@
+"""Sensors of ECUs, inverters and their DC channels."""
+
+import enum
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import override
+
+from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorDeviceClass,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    EntityCategory,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfTemperature,
+    UnitOfTime,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
+from .entity import EmaProxyEntity
+from .models import ChannelState, EcuState, InverterState
+
+# Push platform: nothing to poll, no limit needed.
+PARALLEL_UPDATES = 0
+
+type SensorValue = float | int | datetime | None
+
+
+class WhenStale(enum.Enum):
+    """What a sensor shows once its ECU or inverter has sent nothing for too long."""
+
+    KEEP = enum.auto()  # last value (energy counters, timestamps)
+    ZERO = enum.auto()  # 0 (power: the panels produce nothing at night)
+    UNAVAILABLE = enum.auto()  # unavailable (voltage, current, frequency, temperature)
+
+
+class Accumulate(enum.Enum):
+    """How an energy counter protects the Energy dashboard from bogus drops."""
+
+    NONE = enum.auto()
+    DAILY = enum.auto()  # may drop only when the ECU's day changes
+    TOTAL = enum.auto()  # never drops
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmaProxySensorEntityDescription(SensorEntityDescription):
+    """Describes how a proxy sensor behaves at night and across restarts."""
+
+    when_stale: WhenStale = WhenStale.KEEP
+    accumulate: Accumulate = Accumulate.NONE
+
+
+@dataclass(frozen=True, kw_only=True)
+class EcuSensorEntityDescription(EmaProxySensorEntityDescription):
+    """Describes a sensor of an ECU."""
+
+    value_fn: Callable[[EcuState], SensorValue]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InverterSensorEntityDescription(EmaProxySensorEntityDescription):
+    """Describes a sensor of an inverter."""
+
+    value_fn: Callable[[InverterState], SensorValue]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSensorEntityDescription(EmaProxySensorEntityDescription):
+    """Describes a sensor of one DC channel of an inverter."""
+
+    value_fn: Callable[[ChannelState], SensorValue]
+
+
+ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
+    EcuSensorEntityDescription(
+        key="power",
+        translation_key="power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        when_stale=WhenStale.ZERO,
+        value_fn=lambda ecu: ecu.power_w,
+    ),
+    EcuSensorEntityDescription(
+        key="energy_today",
+        translation_key="energy_today",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        accumulate=Accumulate.DAILY,
+        value_fn=lambda ecu: ecu.energy_today_kwh,
+    ),
+    EcuSensorEntityDescription(
+        key="lifetime_energy",
+        translation_key="lifetime_energy",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=1,
+        accumulate=Accumulate.TOTAL,
+        value_fn=lambda ecu: ecu.lifetime_energy_kwh,
+    ),
+    EcuSensorEntityDescription(
+        key="inverters_online",
+        translation_key="inverters_online",
+        state_class=SensorStateClass.MEASUREMENT,
+        when_stale=WhenStale.ZERO,
+        value_fn=lambda ecu: ecu.inverters_online,
+    ),
+    EcuSensorEntityDescription(
+        key="last_report",
+        translation_key="last_report",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda ecu: ecu.last_seen,
+    ),
+    EcuSensorEntityDescription(
+        key="ema_round_trip",
+        translation_key="ema_round_trip",
+        device_class=SensorDeviceClass.DURATION,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda ecu: ecu.upstream.rtt_ms,
+    ),
+)
+
+INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
+    InverterSensorEntityDescription(
+        key="power",
+        translation_key="power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        when_stale=WhenStale.ZERO,
+        value_fn=lambda inverter: inverter.power_w,
+    ),
+    InverterSensorEntityDescription(
+        key="energy_today",
+        translation_key="energy_today",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        accumulate=Accumulate.DAILY,
+        value_fn=lambda inverter: inverter.energy_today_kwh,
+    ),
+    InverterSensorEntityDescription(
+        key="energy",
+        translation_key="energy",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        accumulate=Accumulate.TOTAL,
+        value_fn=lambda inverter: inverter.energy_total_kwh,
+    ),
+    InverterSensorEntityDescription(
+        key="frequency",
+        translation_key="frequency",
+        device_class=SensorDeviceClass.FREQUENCY,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        suggested_display_precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+        value_fn=lambda inverter: inverter.frequency_hz,
+    ),
+    InverterSensorEntityDescription(
+        key="temperature",
+        translation_key="temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        suggested_display_precision=0,
+        when_stale=WhenStale.UNAVAILABLE,
+        value_fn=lambda inverter: inverter.temperature_c,
+    ),
+)
+
+AC_VOLTAGE_SENSOR = InverterSensorEntityDescription(
+    key="ac_voltage",
+    translation_key="ac_voltage",
+    device_class=SensorDeviceClass.VOLTAGE,
+    state_class=SensorStateClass.MEASUREMENT,
+    native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+    suggested_display_precision=0,
+    when_stale=WhenStale.UNAVAILABLE,
+    value_fn=lambda inverter: inverter.ac_voltage_v,
+)
+
+CHANNEL_SENSORS: tuple[ChannelSensorEntityDescription, ...] = (
+    ChannelSensorEntityDescription(
+        key="channel_power",
+        translation_key="channel_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        when_stale=WhenStale.ZERO,
+        value_fn=lambda channel: channel.power_w,
+    ),
+    ChannelSensorEntityDescription(
+        key="channel_voltage",
+        translation_key="channel_voltage",
+        device_class=SensorDeviceClass.VOLTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_display_precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+        value_fn=lambda channel: channel.dc_voltage_v,
+    ),
+    ChannelSensorEntityDescription(
+        key="channel_current",
+        translation_key="channel_current",
+        device_class=SensorDeviceClass.CURRENT,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        suggested_display_precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+        value_fn=lambda channel: channel.dc_current_a,
+    ),
+    ChannelSensorEntityDescription(
+        key="channel_energy",
+        translation_key="channel_energy",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        accumulate=Accumulate.TOTAL,
+        value_fn=lambda channel: channel.energy_total_kwh,
+    ),
+)
+
+
+def _phase_voltage(phase: int, inverter: InverterState) -> float | None:
+    """Return the voltage of one grid phase (1-based), if reported."""
+    phases = inverter.phase_voltages_v or ()
+    return phases[phase - 1] if len(phases) >= phase else None
+
+
+def phase_voltage_description(phase: int) -> InverterSensorEntityDescription:
+    """Describe the AC voltage sensor of one grid phase of a three-phase inverter."""
+    return InverterSensorEntityDescription(
+        key=f"ac_voltage_phase_{phase}",
+        translation_key="ac_voltage_phase",
+        translation_placeholders={"phase": str(phase)},
+        device_class=SensorDeviceClass.VOLTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_display_precision=0,
+        when_stale=WhenStale.UNAVAILABLE,
+        value_fn=partial(_phase_voltage, phase),
+    )
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: EmaProxyConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add sensors for what the service reports now and whatever appears later."""
+    coordinator = entry.runtime_data
+
+    @callback
+    def add_new_entities() -> None:
+        new = [
+            entity
+            for entity in _entities(coordinator)
+            if entity.unique_id not in coordinator.added_unique_ids
+        ]
+        coordinator.added_unique_ids.update(e.unique_id for e in new if e.unique_id)
+        if new:
+            async_add_entities(new)
+
+    add_new_entities()
+    coordinator.async_add_new_entities_callback(add_new_entities)
+
+
+def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
+    """Yield a sensor for every value the current state can provide."""
+    for ecu in coordinator.state.ecus.values():
+        for ecu_description in ECU_SENSORS:
+            yield EcuSensor(coordinator, ecu_description, ecu.ecu_id)
+        for inverter in ecu.inverters.values():
+            if inverter.raw is not None:
+                # Unknown layout: only the online sensor and a repair issue.
+                continue
+            descriptions = list(INVERTER_SENSORS)
+            if inverter.three_phase:
+                descriptions.extend(
+                    phase_voltage_description(phase)
+                    for phase in range(1, len(inverter.phase_voltages_v or ()) + 1)
+                )
+            else:
+                descriptions.append(AC_VOLTAGE_SENSOR)
+            for description in descriptions:
+                yield InverterSensor(coordinator, description, ecu.ecu_id, inverter.id)
+            for channel in inverter.channels:
+                for channel_description in CHANNEL_SENSORS:
+                    yield ChannelSensor(
+                        coordinator,
+                        channel_description,
+                        ecu.ecu_id,
+                        inverter.id,
+                        channel.channel,
+                    )
+
+
+class EmaProxySensor(EmaProxyEntity, RestoreSensor):
+    """A sensor that goes to 0, unavailable or holds its value when data stops."""
+
+    entity_description: EmaProxySensorEntityDescription
+    _day: str | None = None
+
+    @abstractmethod
+    def _value(self) -> SensorValue:
+        """Return the value the service reports now."""
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Restore energy counters before the first state is written."""
+        if self.entity_description.accumulate is not Accumulate.NONE and (
+            last := await self.async_get_last_sensor_data()
+        ):
+            value = last.native_value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self._attr_native_value = value
+        await super().async_added_to_hass()
+
+    @callback
+    @override
+    def _update_from_state(self) -> None:
+        """Apply the night, outage and restart rules to the reported value."""
+        super()._update_from_state()
+        description = self.entity_description
+        if not self._attr_available:
+            return
+        stale = self.stale
+        if stale and description.when_stale is WhenStale.UNAVAILABLE:
+            self._attr_available = False
+            return
+        if stale and description.when_stale is WhenStale.ZERO:
+            self._attr_native_value = 0
+            return
+        value = self._value()
+        previous = self._attr_native_value
+        match description.accumulate:
+            case Accumulate.NONE:
+                self._attr_native_value = value
+            case Accumulate.TOTAL:
+                if isinstance(value, int | float) and not (
+                    isinstance(previous, int | float) and value < previous
+                ):
+                    self._attr_native_value = value
+            case Accumulate.DAILY:
+                ecu = self.ecu
+                day = ecu.today if ecu else None
+                if isinstance(value, int | float) and not (
+                    isinstance(previous, int | float)
+                    and value < previous
+                    and day == self._day
+                ):
+                    self._attr_native_value = value
+                    self._day = day
+
+
+class EcuSensor(EmaProxySensor):
+    """A sensor of an ECU."""
+
+    entity_description: EcuSensorEntityDescription
+
+    @override
+    def _value(self) -> SensorValue:
+        """Return the ECU's value."""
+        ecu = self.ecu
+        return self.entity_description.value_fn(ecu) if ecu else None
+
+
+class InverterSensor(EmaProxySensor):
+    """A sensor of an inverter."""
+
+    entity_description: InverterSensorEntityDescription
+
+    @override
+    def _value(self) -> SensorValue:
+        """Return the inverter's value."""
+        inverter = self.inverter_state
+        return self.entity_description.value_fn(inverter) if inverter else None
+
+
+class ChannelSensor(EmaProxySensor):
+    """A sensor of one DC channel, on its inverter's device."""
+
+    entity_description: ChannelSensorEntityDescription
+
+    def __init__(
+        self,
+        coordinator: EmaProxyCoordinator,
+        description: ChannelSensorEntityDescription,
+        ecu_id: str,
+        inverter_id: str,
+        channel: int,
+    ) -> None:
+        """Name the sensor after its channel number."""
+        super().__init__(coordinator, description, ecu_id, inverter_id, channel)
+        self._attr_translation_placeholders = {"channel": str(channel)}
+
+    @override
+    def _value(self) -> SensorValue:
+        """Return the channel's value."""
+        channel = self.channel_state
+        return self.entity_description.value_fn(channel) if channel else None

@@ -1,0 +1,173 @@
+"""Fixtures for the apsystems_ema_proxy integration tests."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import PropertyMock, patch
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_TOKEN, CONF_URL
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.event import async_track_state_change_event
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
+
+# Imported at module level so Home Assistant finds this project's custom_components
+# package instead of the test harness's own.
+from custom_components.apsystems_ema_proxy.const import DOMAIN
+
+from .fake_service import SERVER_ID, FakeService
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# A few minutes after the capture's upload (2024-02-06T10:22:20Z).
+NOW = "2024-02-06T10:25:00+00:00"
+CAPTURE_ECU = "216000064136"
+YC600_ID = "408000111178"
+QS1_ID = "806000011223"
+
+
+def load_state(name: str) -> dict[str, Any]:
+    """Load a state document fixture."""
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load the integration under test."""
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(freezer: FrozenDateTimeFactory) -> FrozenDateTimeFactory:
+    """Freeze time shortly after the capture was uploaded."""
+    freezer.move_to(NOW)
+    return freezer
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Serialize registry entries and states the way Home Assistant tests do."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Create entities that are disabled by default as enabled."""
+    with patch.object(
+        Entity,
+        "entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
+
+
+@pytest.fixture
+def state_name() -> str:
+    """Name of the state fixture the service starts with."""
+    return "state_capture"
+
+
+@pytest.fixture
+def service_token() -> str | None:
+    """API token the service requires (None: no auth)."""
+    return None
+
+
+@pytest.fixture
+async def service(
+    hass: HomeAssistant,
+    socket_enabled: None,
+    state_name: str,
+    service_token: str | None,
+) -> AsyncIterator[FakeService]:
+    """Run a fake service on 127.0.0.1; unload the integration before stopping it."""
+    fake = FakeService(load_state(state_name), token=service_token)
+    fake.frames = [
+        {
+            "seq": 1,
+            "received_at": "2024-02-06T10:22:20+00:00",
+            "port": 8995,
+            "direction": "ecu_to_ema",
+            "peer": "192.168.1.50:40112",
+            "raw": (FIXTURES.parent.parent / "fixtures" / "vectors")
+            .joinpath("ECU-R_YC600-QS1_1.txt")
+            .read_text(),
+            "decoded": {"kind": "data", "ecu_id": CAPTURE_ECU, "power_w": 190},
+        },
+        {
+            "seq": 2,
+            "received_at": "2024-02-06T10:22:20+00:00",
+            "port": 8995,
+            "direction": "ema_to_ecu",
+            "peer": "192.168.1.50:40112",
+            "raw": "APS1500160001AAA1\n",
+            "decoded": {"kind": "ema_reply", "status": "0001"},
+        },
+    ]
+    await fake.start()
+    yield fake
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is ConfigEntryState.LOADED:
+            await hass.config_entries.async_unload(entry.entry_id)
+    await fake.stop()
+
+
+@pytest.fixture
+def mock_config_entry(
+    service: FakeService, service_token: str | None
+) -> MockConfigEntry:
+    """A config entry pointing at the fake service."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="APsystems ECU Proxy",
+        unique_id=SERVER_ID,
+        data={CONF_URL: service.url, CONF_TOKEN: service_token},
+    )
+
+
+@pytest.fixture
+async def init_integration(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> MockConfigEntry:
+    """Set up the integration against the fake service."""
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    return mock_config_entry
+
+
+@pytest.fixture
+def wait_for_state(
+    hass: HomeAssistant,
+) -> Callable[[str, Callable[[str | None], bool]], Any]:
+    """Return a helper that waits until an entity's state satisfies a predicate."""
+
+    async def wait(entity_id: str, predicate: Callable[[str | None], bool]) -> None:
+        def current() -> str | None:
+            state = hass.states.get(entity_id)
+            return state.state if state else None
+
+        if predicate(current()):
+            return
+        changed = asyncio.Event()
+
+        @callback
+        def on_change(event: Event[EventStateChangedData]) -> None:
+            if predicate(current()):
+                changed.set()
+
+        unsub = async_track_state_change_event(hass, [entity_id], on_change)
+        try:
+            async with asyncio.timeout(10):
+                await changed.wait()
+        finally:
+            unsub()
+
+    return wait
