@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .identity import load_or_create_server_id
@@ -38,7 +38,7 @@ _LEVELS = {
 class _Parser(argparse.ArgumentParser):
     """Argument parser that exits with our usage code."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """Print the usage error and exit with code 2."""
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -48,7 +48,9 @@ def _ports(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not a comma-separated port list: {text}") from err
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated port list: {text}"
+        ) from err
 
 
 def _add_service_flags(parser: argparse.ArgumentParser) -> None:
@@ -138,15 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo  # noqa: PLC0415
 
             setup_logging(args.log_level)
-            return asyncio.run(
-                run_demo(
-                    api_port=args.api_port,
-                    ports=args.ports,
-                    data_dir=args.data_dir,
-                    interval=args.interval,
-                    records=args.records,
-                )
+            demo = run_demo(
+                api_port=args.api_port,
+                ports=args.ports,
+                data_dir=args.data_dir,
+                interval=args.interval,
+                records=args.records,
             )
+            try:
+                return asyncio.run(demo)
+            except KeyboardInterrupt:  # Ctrl-C: the demo already stopped cleanly
+                return EXIT_OK
         case _:
             try:
                 options = options_from_args(args)

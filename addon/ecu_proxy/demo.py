@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import math
 import random
+import signal
 import tempfile
 from datetime import datetime, timedelta
 from importlib import resources
@@ -41,7 +42,8 @@ def daylight(moment: datetime) -> float:
     hour = moment.hour + moment.minute / 60
     if not SUNRISE_H < hour < SUNSET_H:
         return 0.0
-    return math.sin(math.pi * (hour - SUNRISE_H) / (SUNSET_H - SUNRISE_H)) ** 1.5
+    angle = math.pi * (hour - SUNRISE_H) / (SUNSET_H - SUNRISE_H)
+    return float(math.sin(angle) ** 1.5)
 
 
 def simulated_record(
@@ -84,15 +86,15 @@ def simulated_record(
     )
 
 
-async def upload(host: str, port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+async def upload(host: str, port: int, payload: bytes) -> bytes:
     """Send one record the way an ECU does and return the reply bytes."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port), timeout
-    )
+    async with asyncio.timeout(10):
+        reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(payload)
         await writer.drain()
-        reply = await asyncio.wait_for(reader.read(4096), timeout)
+        async with asyncio.timeout(10):
+            reply = await reader.read(4096)
     finally:
         writer.close()
         await writer.wait_closed()
@@ -125,12 +127,23 @@ async def run_demo(
             f"(WebSocket ws://127.0.0.1:{service.api_port}/ws). Ctrl-C stops.",
             flush=True,
         )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        simulation = asyncio.create_task(_simulate(service, interval, records))
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await _simulate(service, interval, records)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            pass
+            await asyncio.wait(
+                {simulation, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            for task in (simulation, stopping):
+                task.cancel()
+            await asyncio.gather(simulation, stopping, return_exceptions=True)
             await service.stop()
+        if simulation.done() and not simulation.cancelled():
+            simulation.result()  # surface a failure of the simulated ECU
     return 0
 
 

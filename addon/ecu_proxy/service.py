@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,16 +22,18 @@ from .supervisor import (
     DiscoveryInfo,
     SupervisorClient,
     announce,
+    api_health_probe,
+    notify_restart_needed,
     supervisor_from_env,
 )
 from .upstream import UpstreamResolver
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .models import RelayCounters
 
 _LOGGER = logging.getLogger(__name__)
-
-RESTART_NOTIFICATION_ID = "apsystems_ecu_proxy_restart"
 
 
 class Service:
@@ -90,42 +91,25 @@ class Service:
             self._spawn(self._supervisor_tasks(supervisor))
 
     async def _supervisor_tasks(self, supervisor: SupervisorClient) -> None:
-        """Install the bundled integration and post discovery (add-on only)."""
+        """Install the bundled integration, then post discovery (add-on only)."""
+        assert self._session is not None
         if self.options.install_integration:
             result = await asyncio.to_thread(
                 install_integration, bundle_path(), config_dir()
             )
             _LOGGER.info("Integration install: %s (%s)", result.action, result.detail)
-            if result.action in ("installed", "upgraded"):
-                try:
-                    await supervisor.notify(
-                        "APsystems ECU Proxy",
-                        "The APsystems ECU Proxy integration was "
-                        f"{result.action}. Restart Home Assistant to load it; "
-                        "the proxy will then be discovered automatically.",
-                        RESTART_NOTIFICATION_ID,
-                    )
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    _LOGGER.warning("Could not show the restart notification: %s", err)
+            if result.changed:
+                await notify_restart_needed(supervisor, result.detail)
         info = DiscoveryInfo(
             host=socket.gethostname(),
             port=self.api_port,
             server_id=self.server_id,
             token=self.options.api_token,
         )
-        await announce(supervisor, info, self._api_ready)
-
-    async def _api_ready(self) -> bool:
-        """Return whether the API answers on its port."""
-        assert self._session is not None
-        url = f"http://127.0.0.1:{self.api_port}/api/health"
-        try:
-            async with self._session.get(
-                url, timeout=aiohttp.ClientTimeout(total=5)
-            ):
-                return True  # any HTTP answer means the server is up
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+        probe = api_health_probe(
+            self._session, f"http://127.0.0.1:{self.api_port}/api/health"
+        )
+        await announce(supervisor, info, probe)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -91,7 +91,9 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         ({"surprise": 1}, "unknown option"),
     ],
 )
-def test_bad_option_values_name_the_option(raw: dict[str, object], message: str) -> None:
+def test_bad_option_values_name_the_option(
+    raw: dict[str, object], message: str
+) -> None:
     with pytest.raises(OptionsError, match=message):
         options_from_mapping(raw)
 
