@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -108,12 +109,18 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 10.0,
+        heartbeat: float = 30.0,
     ) -> None:
-        """Remember where to connect; the caller owns the session."""
+        """Remember where to connect; the caller owns the session.
+
+        While listening, a ping goes out every ``heartbeat`` seconds; a connection
+        that stays silent for two heartbeats counts as lost.
+        """
         self.url = url
         self._session = session
         self._token = token
         self._timeout = timeout
+        self._heartbeat = heartbeat
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -149,7 +156,7 @@ class Client:
             raise CannotConnect("already connected")
         try:
             async with asyncio.timeout(self._timeout):
-                ws = await self._session.ws_connect(self.url, heartbeat=55)
+                ws = await self._session.ws_connect(self.url, autoping=False)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
             raise CannotConnect(f"cannot connect to {self.url}: {err}") from err
         try:
@@ -179,6 +186,10 @@ class Client:
         try:
             async with asyncio.timeout(self._timeout):
                 msg = await ws.receive()
+                while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                    if msg.type is aiohttp.WSMsgType.PING:
+                        await ws.pong(msg.data)
+                    msg = await ws.receive()
         except TimeoutError as err:
             raise CannotConnect("the service did not answer in time") from err
         if msg.type in _CLOSED_TYPES:
@@ -235,14 +246,21 @@ class Client:
         start_id = str(next(self._ids))
         args: dict[str, Any] = {} if since is None else {"since": since}
         self._listening = True
+        pinger = asyncio.create_task(self._ping_loop(ws))
         try:
             await ws.send_json(
                 {"message_id": start_id, "command": "start_listening", **args}
             )
             while True:
-                msg = await ws.receive()
+                try:
+                    msg = await ws.receive(timeout=2 * self._heartbeat)
+                except TimeoutError as err:
+                    raise ConnectionClosed("the service stopped answering") from err
                 if msg.type in _CLOSED_TYPES or msg.type is aiohttp.WSMsgType.ERROR:
                     raise self._closed_error(ws)
+                if msg.type is aiohttp.WSMsgType.PING:
+                    await ws.pong(msg.data)
+                    continue
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 try:
@@ -256,10 +274,22 @@ class Client:
             raise ConnectionClosed(f"connection lost: {err}") from err
         finally:
             self._listening = False
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
             self._fail_pending(ConnectionClosed("connection closed"))
             if self._ws is ws:
                 self._ws = None
             await ws.close()
+
+    async def _ping_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Ping the service so that a silent, dead connection is noticed."""
+        while not ws.closed:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await ws.ping()
+            except (aiohttp.ClientError, ConnectionError, RuntimeError):
+                return
 
     def _closed_error(
         self, ws: aiohttp.ClientWebSocketResponse
