@@ -1,0 +1,203 @@
+"""Cut one direction of a TCP byte stream into frames (SPEC.md sections 2, 4.1, 5.5).
+
+Three kinds of frame travel on the ECU ports:
+
+* ``APS`` frames: ``APS`` + 2-digit version + 5-character length at ``[5:10]``
+  (``A`` or ``0`` as leading padding: ``AA302``, ``00302``, ``A1142``, ``10326``).
+  The length counts the frame without its optional trailing LF.
+* EMA data replies: ``1`` + ``NN`` + ``NN`` 14-digit timestamps; no header, no
+  ``END``, maybe an LF. Anything starting with a digit is cut as one of these.
+* JSON lines ``{...}`` ending in LF (the optimizer firmware's night query).
+
+Everything else is garbage: it is collected up to the next ``APS`` and handed out as
+one chunk, so the decoder reports it instead of it vanishing. The same happens to an
+``APS`` whose length field is not a number, is below 10 or above ``max_frame``.
+The framer works on a copy of the stream; it never raises.
+
+The output does not depend on how the stream was split into reads: every decision
+waits until the bytes it needs are there, and oversized runs are cut at fixed sizes.
+"""
+
+from __future__ import annotations
+
+_LF = 0x0A
+_APS = b"APS"
+_DIGITS = frozenset(b"0123456789")
+_MIN_APS_LENGTH = 10  # the header itself
+_TIMESTAMP_LEN = 14
+
+
+def aps_length(field: bytes) -> int | None:
+    """Return the value of a 5-character length field, or None if it is malformed.
+
+    ``A`` counts as a leading zero (``AA302`` = 302); once a digit has been seen,
+    only digits may follow.
+    """
+    digits = field.lstrip(b"A")
+    if not digits or not digits.isdigit() or len(field) != 5:
+        return None
+    return int(digits)
+
+
+class Framer:
+    """Cut a byte stream (one direction of one TCP connection) into frames."""
+
+    __slots__ = ("_buf", "_garbage_scan", "_in_garbage", "_max", "_skip_lf")
+
+    def __init__(self, max_frame: int = 200_000) -> None:
+        """Create a framer; frames longer than ``max_frame`` are not waited for."""
+        self._buf = bytearray()
+        self._max = max(int(max_frame), 1)
+        self._skip_lf = False
+        # While collecting garbage: where the search for the next "APS" goes on.
+        self._in_garbage = False
+        self._garbage_scan = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held, waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes from the stream; return the frames completed, in order."""
+        if not data:
+            return []
+        buf = self._buf
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == _LF:
+                data = data[1:]
+                if not data:
+                    return []
+        buf += data
+        frames: list[bytes] = []
+        pos = self._cut(frames)
+        if pos:
+            del buf[:pos]
+            if self._in_garbage:
+                self._garbage_scan -= pos
+        return frames
+
+    def flush(self) -> list[bytes]:
+        """At connection end: return the leftover bytes as one last chunk, or []."""
+        self._skip_lf = False
+        self._in_garbage = False
+        if not self._buf:
+            return []
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return [rest]
+
+    # -- internals ---------------------------------------------------------------
+
+    def _cut(self, frames: list[bytes]) -> int:
+        """Append every complete frame in the buffer; return the bytes consumed."""
+        buf = self._buf
+        end = len(buf)
+        pos = 0
+        while pos < end:
+            first = buf[pos]
+            if self._in_garbage:
+                size = self._garbage_end(pos)
+                if size is None:
+                    return pos
+                if size:
+                    frames.append(bytes(buf[pos : pos + size]))
+                    pos += size
+                if size == self._max:
+                    # Cut at the cap: still garbage, unless an "APS" starts right here.
+                    self._garbage_scan = pos
+                else:
+                    self._in_garbage = False  # resync at the "APS"
+                continue
+            if first == 0x41:  # "A"
+                size = self._aps_size(pos)
+            elif first in _DIGITS:
+                size = self._ema_reply_size(pos)
+            elif first == 0x7B:  # "{"
+                size = self._json_size(pos)
+            else:
+                size = -1
+            if size is None:
+                return pos  # wait for more bytes
+            if size < 0:
+                # Not a frame start: collect garbage from here to the next "APS".
+                self._in_garbage = True
+                self._garbage_scan = pos + 1
+                continue
+            frames.append(bytes(buf[pos : pos + size]))
+            pos += size
+            if first == 0x7B:
+                pos += 1  # the JSON line's LF
+            elif pos < end:
+                if buf[pos] == _LF:
+                    pos += 1
+            else:
+                self._skip_lf = True
+        return pos
+
+    def _aps_size(self, pos: int) -> int | None:
+        """Size of the APS frame at ``pos``; None = need more bytes; -1 = not one."""
+        buf = self._buf
+        have = len(buf) - pos
+        head = bytes(buf[pos : pos + _MIN_APS_LENGTH])
+        if not _APS.startswith(head[:3]):
+            return -1
+        if have < _MIN_APS_LENGTH:
+            # Decide as early as the bytes allow, so garbage is not held needlessly.
+            if have > 3 and not head[3:5].isdigit():
+                return -1
+            return None
+        if not head[3:5].isdigit():
+            return -1
+        length = aps_length(head[5:10])
+        if length is None or not _MIN_APS_LENGTH <= length <= self._max:
+            return -1
+        if have < length:
+            return None
+        return length
+
+    def _ema_reply_size(self, pos: int) -> int | None:
+        """Size of the EMA reply at ``pos``: 3 + 14 x NN characters."""
+        buf = self._buf
+        if len(buf) - pos < 3:
+            return None
+        count = bytes(buf[pos + 1 : pos + 3])
+        if not count.isdigit():
+            return -1
+        size = 3 + _TIMESTAMP_LEN * int(count)
+        if len(buf) - pos < size:
+            return None
+        return size
+
+    def _json_size(self, pos: int) -> int | None:
+        """Size of the JSON line at ``pos`` without its LF."""
+        buf = self._buf
+        limit = min(len(buf), pos + self._max + 1)
+        newline = buf.find(b"\n", pos, limit)
+        if newline >= 0:
+            return newline - pos
+        if len(buf) - pos > self._max:
+            return -1  # too long: report it as garbage
+        return None
+
+    def _garbage_end(self, pos: int) -> int | None:
+        """Size of the garbage run starting at ``pos``; None = need more bytes.
+
+        The run ends before the next ``APS`` or after ``max_frame`` bytes, whichever
+        comes first; both are found the same way however the stream was split. A run
+        cut at the cap goes on as garbage (its tail is not a frame start).
+        """
+        buf = self._buf
+        limit = pos + self._max
+        scan = max(self._garbage_scan, pos)
+        # An "APS" starting before `limit` ends the run; one at `limit` or later
+        # cannot change where it is cut.
+        found = buf.find(_APS, scan, limit + 2)
+        if found >= 0:
+            return found - pos
+        if len(buf) >= limit + 2:
+            return self._max
+        # Resume the search where a partial "APS" could still begin.
+        self._garbage_scan = max(scan, len(buf) - 2)
+        return None
