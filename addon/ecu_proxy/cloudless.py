@@ -12,6 +12,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from ecu_proxy.decoder import format_wire_timestamp
 from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ POLL_COMMAND = "A101"
 NO_MORE_COMMANDS = "A100"
 _TIMESTAMP = re.compile(r"^\d{14}$")
 _ECU_ID = re.compile(r"^\d{12}$")
-_WIRE_TIME = "%Y%m%d%H%M%S"
 
 
 def encode_ema_reply(timestamps: Sequence[str], status: str = "1") -> bytes:
@@ -61,7 +61,7 @@ class CloudlessResponder:
                 if frame.timestamp is None:
                     # Accepted but not confirmed: the ECU asks again at night.
                     return encode_ema_reply(())
-                return encode_ema_reply((frame.timestamp.strftime(_WIRE_TIME),))
+                return encode_ema_reply((format_wire_timestamp(frame.timestamp),))
             case FrameKind.RECONCILE_QUERY:
                 if frame.ecu_id is None or not _ECU_ID.match(frame.ecu_id):
                     return None
