@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event
+from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event, Subscription
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .hub import Hub, Subscription
+    from .hub import Hub
     from .models import RelayCounters
     from .options import Options
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SERVER_ID_FILE = "server_id"
 _VALID = re.compile(r"^[0-9a-f]{32}$")

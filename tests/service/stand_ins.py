@@ -32,10 +32,11 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from ecu_proxy.models import FrameEvent, UpstreamReport
+
 if TYPE_CHECKING:
     import random
 
-    from ecu_proxy.models import FrameEvent, UpstreamReport
 
 ECU_HOST = "127.0.0.1"
 EMA_HOST = "127.0.0.2"

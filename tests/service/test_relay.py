@@ -8,6 +8,7 @@ import logging
 import random
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -37,7 +38,6 @@ from ecu_proxy.upstream import UpstreamResolver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 ECU_ID = "216000064136"
 POLL = (VECTORS / "synthetic" / "ECU-R_control-A101_1.txt").read_bytes()
