@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from .decoder import format_wire_timestamp as wire_time
+from .decoder import parse_wire_timestamp
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
 
 _LOGGER = logging.getLogger(__name__)
 
-WIRE_TIME = "%Y%m%d%H%M%S"
 DEDUPE_WINDOW = timedelta(days=14)
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
@@ -59,11 +60,6 @@ class RecordOutcome:
     def late(self) -> bool:
         """Return whether the record was older than the newest one seen."""
         return self.status == RecordStatus.LATE
-
-
-def wire_time(moment: datetime) -> str:
-    """Return the ECU's 14-digit spelling of a record timestamp."""
-    return moment.strftime(WIRE_TIME)
 
 
 def kwh(mwh: int) -> float:
@@ -406,7 +402,8 @@ class EcuState:
             return None
         if len(self.seen) >= MAX_SEEN:
             return min(self.seen)
-        newest = datetime.strptime(self.newest, WIRE_TIME)
+        newest = parse_wire_timestamp(self.newest)
+        assert newest is not None  # only valid wire times are stored
         return wire_time(newest - DEDUPE_WINDOW)
 
     def _prune(self) -> None:
@@ -595,13 +592,7 @@ class LiveState:
 
 
 def _is_wire_time(text: str) -> bool:
-    if len(text) != 14 or not text.isdigit():
-        return False
-    try:
-        datetime.strptime(text, WIRE_TIME)
-    except ValueError:
-        return False
-    return True
+    return parse_wire_timestamp(text) is not None
 
 
 def _mapping(raw: Any, what: str) -> dict[str, Any]:

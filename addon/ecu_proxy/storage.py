@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .decoder import format_wire_timestamp, parse_wire_timestamp
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -225,7 +227,7 @@ def _migrate_0_to_1(old: dict[str, Any]) -> dict[str, Any]:
     try:
         for ecu in ecus_in:
             seen = sorted(
-                datetime.fromisoformat(r).strftime("%Y%m%d%H%M%S")
+                format_wire_timestamp(datetime.fromisoformat(r))
                 for r in ecu.get("records", [])
             )
             inverters = [
@@ -255,11 +257,7 @@ def _migrate_0_to_1(old: dict[str, Any]) -> dict[str, Any]:
                 "today_mwh": _mwh(ecu.get("day_kwh", 0)),
                 "inverters": inverters,
                 "seen": seen,
-                "last_record_at": (
-                    datetime.strptime(seen[-1], "%Y%m%d%H%M%S").isoformat()
-                    if seen
-                    else None
-                ),
+                "last_record_at": (_wire_to_iso(seen[-1]) if seen else None),
             }
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise StorageError(f"format 0 document is malformed: {err!r}") from err
@@ -276,3 +274,10 @@ def _migrate_0_to_1(old: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     0: _migrate_0_to_1,
 }
+
+
+def _wire_to_iso(text: str) -> str:
+    moment = parse_wire_timestamp(text)
+    if moment is None:
+        raise StorageError(f"format 0: bad record time {text!r}")
+    return moment.isoformat()

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ecu_proxy.state import WIRE_TIME, LiveState
+from ecu_proxy.decoder import parse_wire_timestamp
+from ecu_proxy.state import LiveState
 from ecu_proxy.storage import STATE_FILE, StateStore
 
 ECU = "216000064136"
@@ -100,10 +101,9 @@ def read_state(data_dir: Path) -> Snapshot | None:
     state = LiveState.from_persisted(loaded.document["ecus"])
     ecu = state.ecus[ECU]
     inv = ecu.inverters[INV]
-    indices = {
-        int((datetime.strptime(s, WIRE_TIME) - BASE) / timedelta(minutes=5))
-        for s in ecu.seen
-    }
+    moments = [parse_wire_timestamp(s) for s in ecu.seen]
+    assert None not in moments
+    indices = {int((m - BASE) / timedelta(minutes=5)) for m in moments if m is not None}
     return Snapshot(
         indices=indices,
         ch1=inv.channels[1].total_mwh,
