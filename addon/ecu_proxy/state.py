@@ -24,6 +24,9 @@ from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
 _LOGGER = logging.getLogger(__name__)
 
 DEDUPE_WINDOW = timedelta(days=14)
+# A lifetime counter below ours is a glitch or a re-sent old value, unless this many
+# newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
+LIFETIME_RESET_RECORDS = 12
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
 
@@ -302,6 +305,9 @@ class EcuState:
     # Wire timestamps of records already counted, for deduplication.
     seen: set[str] = field(default_factory=set)
     newest: str | None = None
+    # Newer records in a row whose lifetime counter was below ours (see
+    # LIFETIME_RESET_RECORDS).
+    lifetime_lower_streak: int = 0
 
     @property
     def inverters_online(self) -> int:
@@ -347,6 +353,7 @@ class EcuState:
                 self.inverters[i].to_persisted() for i in sorted(self.inverters)
             ],
             "seen": sorted(self.seen),
+            "lifetime_lower_streak": self.lifetime_lower_streak,
         }
 
     @classmethod
@@ -381,6 +388,7 @@ class EcuState:
             inverters={inv.id: inv for inv in inverters},
             seen=set(seen),
             newest=max(seen) if seen else None,
+            lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
         )
         return ecu
 
@@ -561,7 +569,21 @@ class LiveState:
             current = ecu.lifetime_energy_kwh
             if current is None or lifetime >= current:
                 ecu.lifetime_energy_kwh = lifetime
+                ecu.lifetime_lower_streak = 0
+            elif ecu.lifetime_lower_streak + 1 >= LIFETIME_RESET_RECORDS:
+                _LOGGER.warning(
+                    "ECU %s: lifetime energy has read %.1f kWh, below the %.1f kWh "
+                    "seen before, for %d new records in a row; taking it as a "
+                    "counter reset",
+                    ecu.ecu_id,
+                    lifetime,
+                    current,
+                    LIFETIME_RESET_RECORDS,
+                )
+                ecu.lifetime_energy_kwh = lifetime
+                ecu.lifetime_lower_streak = 0
             else:
+                ecu.lifetime_lower_streak += 1
                 _LOGGER.warning(
                     "ECU %s: ignoring lifetime energy %.1f kWh of record %s, lower "
                     "than the %.1f kWh already seen",

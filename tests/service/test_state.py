@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecu_proxy.decoder import format_wire_timestamp as wire_time
 from ecu_proxy.models import (
     Channel,
     DecodedFrame,
@@ -19,10 +20,10 @@ from ecu_proxy.models import (
     UpstreamResult,
 )
 from ecu_proxy.state import (
+    LIFETIME_RESET_RECORDS,
     LiveState,
     RecordStatus,
     StateFormatError,
-    wire_time,
 )
 
 ECU = "216000064136"
@@ -224,6 +225,26 @@ def test_lifetime_never_decreases(caplog: pytest.LogCaptureFixture) -> None:
     # a record without the counter leaves it alone
     state.apply_record(record(DAY + timedelta(minutes=20), lifetime=None), RECEIVED)
     assert state.ecus[ecu_id].lifetime_energy_kwh == 2128.0
+
+
+def test_lifetime_reset_is_accepted_only_after_an_hour_of_agreement() -> None:
+    state = LiveState()
+    state.apply_record(record(DAY, lifetime=2127.9), RECEIVED)
+    step = timedelta(minutes=5)
+    # One short dip, then a good value: the streak starts over.
+    state.apply_record(record(DAY + step, lifetime=0.1), RECEIVED)
+    state.apply_record(record(DAY + 2 * step, lifetime=2128.0), RECEIVED)
+    for n in range(1, LIFETIME_RESET_RECORDS):
+        state.apply_record(record(DAY + (2 + n) * step, lifetime=n / 10), RECEIVED)
+        assert state.ecus[ECU].lifetime_energy_kwh == 2128.0
+    # The counter survives a restart in the middle of the streak.
+    state = LiveState.from_persisted(state.to_persisted())
+    last = LIFETIME_RESET_RECORDS / 10
+    state.apply_record(
+        record(DAY + (2 + LIFETIME_RESET_RECORDS) * step, lifetime=last), RECEIVED
+    )
+    assert state.ecus[ECU].lifetime_energy_kwh == last
+    assert state.ecus[ECU].lifetime_lower_streak == 0
 
 
 def test_two_ecus_are_independent() -> None:
