@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+import aiohttp.test_utils
+import aiohttp.web
 import pytest
 
 if TYPE_CHECKING:
@@ -286,3 +288,148 @@ async def test_run_script_starts_and_stops_on_sigterm(
     assert "Starting the APsystems ECU proxy" in log
     assert "Stopped; state saved" in log
     assert (data / "server_id").exists()
+
+
+# ---------------------------------------------------------------------------
+# The run script under a stand-in Supervisor: integration install, restart notice,
+# discovery, SIGTERM.
+
+BUNDLE = ROOT / "integration" / "custom_components" / "apsystems_ema_proxy"
+SUPERVISOR_TOKEN = "supervisor-token-for-the-test"
+API_TOKEN = "api-token-for-the-test"
+
+
+class StandInSupervisor:
+    """Record discovery and notification posts; fail the first discovery posts."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.discoveries: list[tuple[str, dict[str, object]]] = []
+        self.notifications: list[dict[str, object]] = []
+        self.posted = asyncio.Event()
+
+    async def discovery(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        body = await request.json()
+        self.discoveries.append((request.headers.get("Authorization", ""), body))
+        if self.failures:
+            self.failures -= 1
+            return aiohttp.web.json_response({"result": "error"}, status=500)
+        self.posted.set()
+        return aiohttp.web.json_response({"result": "ok", "data": {"uuid": "x"}})
+
+    async def notify(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.notifications.append(await request.json())
+        return aiohttp.web.json_response([])
+
+
+def installed_version(config: Path) -> str | None:
+    manifest = config / "custom_components" / "apsystems_ema_proxy" / "manifest.json"
+    if not manifest.exists():
+        return None
+    return str(json.loads(manifest.read_text())["version"])
+
+
+def prepare_config(config: Path, present: str) -> None:
+    target = config / "custom_components" / "apsystems_ema_proxy"
+    if present == "missing":
+        return
+    target.mkdir(parents=True)
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    if present == "older":
+        manifest["version"] = "0.0.1"
+    elif present == "newer":
+        manifest["version"] = "99.0.0"
+    elif present == "foreign":
+        manifest["domain"] = "someone_else"
+        manifest["version"] = "0.0.1"
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    (target / "marker.txt").write_text(present)
+
+
+@pytest.mark.parametrize(
+    ("present", "expect_version", "expect_notice"),
+    [
+        ("missing", "bundle", True),
+        ("older", "bundle", True),
+        ("newer", "99.0.0", False),
+        ("foreign", "0.0.1", False),
+    ],
+)
+async def test_run_script_under_supervisor(
+    tmp_path: Path, present: str, expect_version: str, expect_notice: bool
+) -> None:
+    bundle_version = json.loads((BUNDLE / "manifest.json").read_text())["version"]
+    config = tmp_path / "homeassistant"
+    config.mkdir()
+    prepare_config(config, present)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "options.json").write_text(
+        json.dumps({"mode": "cloudless", "api_token": API_TOKEN})
+    )
+    supervisor = StandInSupervisor(failures=1)
+    app = aiohttp.web.Application()
+    app.router.add_post("/discovery", supervisor.discovery)
+    app.router.add_post(
+        "/core/api/services/persistent_notification/create", supervisor.notify
+    )
+    server = aiohttp.test_utils.TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    ports = [free_port() for _ in range(2)]
+    stage = staged_scripts(
+        tmp_path,
+        data,
+        extra_args=f"--listen 127.0.0.1 --api-host 127.0.0.1 "
+        f"--ports {ports[0]} --api-port {ports[1]}",
+    )
+    env = script_env(
+        SUPERVISOR_TOKEN=SUPERVISOR_TOKEN,
+        SUPERVISOR_URL=str(server.make_url("")).rstrip("/"),
+        ECU_PROXY_INTEGRATION_BUNDLE=str(BUNDLE),
+        ECU_PROXY_HA_CONFIG=str(config),
+    )
+    process = await asyncio.create_subprocess_exec(
+        *bash_command(stage / "run"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await supervisor.posted.wait()
+        assert await wait_for_health(ports[1], process) == 200
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            _stdout, stderr = await process.communicate()
+        await server.close()
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    assert "Stopped; state saved" in log
+    assert (data / "state.json").exists()
+
+    # Discovery: retried after the failure, posted with the right payload, then once.
+    assert len(supervisor.discoveries) == 2
+    server_id = (data / "server_id").read_text().strip()
+    for auth, body in supervisor.discoveries:
+        assert auth == f"Bearer {SUPERVISOR_TOKEN}"
+        assert body == {
+            "service": "apsystems_ema_proxy",
+            "config": {
+                "host": socket.gethostname(),
+                "port": ports[1],
+                "server_id": server_id,
+                "token": API_TOKEN,
+            },
+        }
+    assert SUPERVISOR_TOKEN not in log
+    assert API_TOKEN not in log
+
+    # The integration: installed or upgraded; a newer or foreign folder untouched.
+    want = bundle_version if expect_version == "bundle" else expect_version
+    assert installed_version(config) == want
+    marker = config / "custom_components" / "apsystems_ema_proxy" / "marker.txt"
+    assert marker.exists() == (present in ("newer", "foreign"))
+    assert bool(supervisor.notifications) == expect_notice
+    assert len(supervisor.notifications) <= 1
