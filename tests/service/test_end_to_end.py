@@ -1,8 +1,11 @@
 """The whole service on loopback: simulated ECU, relay, stand-in EMA, API client."""
 
 import asyncio
+import dataclasses
 import json
+import statistics
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +16,20 @@ from stand_ins import (
     CAPTURE,
     ECU_HOST,
     EMA_HOST,
+    VECTORS,
     EmaConnection,
     FakeEcu,
     StandInEma,
     free_port_pair,
 )
 
+from ecu_proxy.decoder import decode_frame
+from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.options import Mode, Options
 from ecu_proxy.service import Service
 
 EMA_DELAY = 2.0  # the stand-in EMA's think time: the scenario under test
+ROUND = timedelta(minutes=5)
 
 
 def _options(tmp_path: Path, port: int, **changes: Any) -> Options:
@@ -150,3 +157,63 @@ async def test_unreachable_ema_still_publishes_and_sends_no_reply(
         await ws.close()
     finally:
         await service.stop()
+
+
+def _numbered_records(count: int) -> list[bytes]:
+    """Return the 80-inverter vector re-timed every 5 minutes: distinct records."""
+    raw = (VECTORS / "synthetic" / "ECU-C_QS1_1.txt").read_bytes()
+    base = decode_frame(raw.rstrip(b"\n"))
+    assert base.timestamp is not None
+    return [
+        encode_data_record(
+            dataclasses.replace(base, timestamp=base.timestamp + n * ROUND)
+        )
+        for n in range(count)
+    ]
+
+
+async def test_slow_websocket_client_is_cut_off_without_slowing_the_relay(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    port = free_port_pair()
+    ema = StandInEma(port)  # acknowledges every frame at once
+    await ema.start()
+    service = Service(_options(tmp_path, port), allow_local_upstream=True)
+    await service.start()
+    records = iter(_numbered_records(4000))
+    loop = asyncio.get_running_loop()
+
+    async def exchange(ecu: FakeEcu) -> float:
+        start = loop.time()
+        await ecu.send(next(records))
+        assert await ecu.read_exactly(len(ACK)) == ACK
+        return loop.time() - start
+
+    try:
+        ecu = await FakeEcu.connect(service.relay_ports[port])
+        baseline = [await exchange(ecu) for _ in range(50)]
+        # A client that subscribes and then never reads again.
+        slow = await http.ws_connect(
+            f"http://127.0.0.1:{service.api_port}/ws", max_msg_size=0
+        )
+        assert (await slow.receive_json(timeout=5))["type"] == "server_info"
+        await slow.send_json({"message_id": "1", "command": "start_listening"})
+        assert (await slow.receive_json(timeout=5))["success"] is True
+        assert service.hub.subscriber_count == 1
+        stalled: list[float] = []
+        while service.hub.subscriber_count and len(stalled) < 3900:
+            stalled.append(await exchange(ecu))
+        assert service.hub.subscriber_count == 0, "the slow client was never cut off"
+        # The relay kept its pace while the client stalled and was cut off.
+        assert statistics.median(stalled) <= 3 * statistics.median(baseline) + 0.005
+        close_code = None
+        async with asyncio.timeout(10):
+            async for message in slow:
+                if message.type is aiohttp.WSMsgType.CLOSE:
+                    break
+            close_code = slow.close_code
+        assert close_code == 4002
+        await ecu.close()
+    finally:
+        await service.stop()
+        await ema.stop()
