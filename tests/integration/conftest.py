@@ -21,6 +21,7 @@ from syrupy.assertion import SnapshotAssertion
 # Imported at module level so Home Assistant finds this project's custom_components
 # package instead of the test harness's own.
 from custom_components.apsystems_ema_proxy.const import DOMAIN
+from custom_components.apsystems_ema_proxy.coordinator import EmaProxyCoordinator
 
 from .fake_service import SERVER_ID, FakeService
 
@@ -141,6 +142,25 @@ async def init_integration(
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     return mock_config_entry
+
+
+async def wait_for_seq(coordinator: EmaProxyCoordinator, seq: int) -> None:
+    """Wait (at most 10 s) until the coordinator applied event ``seq``."""
+    if coordinator.last_seq is not None and coordinator.last_seq >= seq:
+        return
+    reached = asyncio.Event()
+
+    @callback
+    def on_update() -> None:
+        if coordinator.last_seq is not None and coordinator.last_seq >= seq:
+            reached.set()
+
+    unsub = coordinator.async_add_listener(None, on_update)
+    try:
+        async with asyncio.timeout(10):
+            await reached.wait()
+    finally:
+        unsub()
 
 
 @pytest.fixture

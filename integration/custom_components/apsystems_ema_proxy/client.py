@@ -114,13 +114,15 @@ class Client:
         """Remember where to connect; the caller owns the session.
 
         While listening, a ping goes out every ``heartbeat`` seconds; a connection
-        that stays silent for two heartbeats counts as lost.
+        that does not answer one within ``heartbeat`` seconds counts as lost.
         """
         self.url = url
         self._session = session
         self._token = token
         self._timeout = timeout
         self._heartbeat = heartbeat
+        self._answered = asyncio.Event()
+        self._silent = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -246,16 +248,15 @@ class Client:
         start_id = str(next(self._ids))
         args: dict[str, Any] = {} if since is None else {"since": since}
         self._listening = True
+        self._silent = False
         pinger = asyncio.create_task(self._ping_loop(ws))
         try:
             await ws.send_json(
                 {"message_id": start_id, "command": "start_listening", **args}
             )
             while True:
-                try:
-                    msg = await ws.receive(timeout=2 * self._heartbeat)
-                except TimeoutError as err:
-                    raise ConnectionClosed("the service stopped answering") from err
+                msg = await ws.receive()
+                self._answered.set()
                 if msg.type in _CLOSED_TYPES or msg.type is aiohttp.WSMsgType.ERROR:
                     raise self._closed_error(ws)
                 if msg.type is aiohttp.WSMsgType.PING:
@@ -283,11 +284,18 @@ class Client:
             await ws.close()
 
     async def _ping_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Ping the service so that a silent, dead connection is noticed."""
+        """Ping the service; close a connection that stopped answering."""
         while not ws.closed:
             await asyncio.sleep(self._heartbeat)
+            self._answered.clear()
             try:
                 await ws.ping()
+                async with asyncio.timeout(self._heartbeat):
+                    await self._answered.wait()
+            except TimeoutError:
+                self._silent = True
+                await ws.close()
+                return
             except (aiohttp.ClientError, ConnectionError, RuntimeError):
                 return
 
@@ -296,6 +304,8 @@ class Client:
     ) -> ConnectionClosed | InvalidAuth | IncompatibleSchema:
         """Map a close code to the error listen() raises."""
         code = ws.close_code
+        if self._silent:
+            return ConnectionClosed("the service stopped answering pings")
         if code == CLOSE_AUTH_FAILED:
             return InvalidAuth("the service rejected the token")
         if code == CLOSE_INCOMPATIBLE_SCHEMA and self.server_info is not None:

@@ -150,7 +150,9 @@ class EmaProxyCoordinator:
         self.hass.config_entries.async_update_entry(self.entry, unique_id=server_id)
         registry = dr.async_get(self.hass)
         if old_id is not None and (
-            old_hub := registry.async_get_device(identifiers={(DOMAIN, old_id)})
+            old_hub := registry.async_get_device_by_identifier(
+                (DOMAIN, old_id), self.entry.entry_id
+            )
         ):
             registry.async_update_device(
                 old_hub.id, remove_config_entry_id=self.entry.entry_id
