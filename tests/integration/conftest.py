@@ -9,7 +9,7 @@ from unittest.mock import PropertyMock, patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.entity import Entity
@@ -142,6 +142,11 @@ async def init_integration(
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     return mock_config_entry
+
+
+def entry_state(entry: ConfigEntry) -> ConfigEntryState:
+    """Return an entry's state (a call, so type checkers do not narrow it)."""
+    return entry.state
 
 
 async def wait_for_seq(coordinator: EmaProxyCoordinator, seq: int) -> None:

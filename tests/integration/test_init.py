@@ -15,7 +15,7 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.apsystems_ema_proxy import devices
 from custom_components.apsystems_ema_proxy.const import DOMAIN
 
-from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, wait_for_seq
+from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, entry_state, wait_for_seq
 from .fake_service import SERVER_ID, FakeService
 
 
@@ -31,7 +31,7 @@ async def test_setup_and_unload(
 
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
-    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    assert entry_state(init_integration) is ConfigEntryState.NOT_LOADED
     await service.wait_for(lambda: not service.sockets)
 
 
@@ -101,7 +101,7 @@ async def test_setup_incompatible_schema_raises_issue(
     service.schema_version = 1
     service.min_schema_version = 1
     await hass.config_entries.async_reload(mock_config_entry.entry_id)
-    assert mock_config_entry.state is ConfigEntryState.LOADED
+    assert entry_state(mock_config_entry) is ConfigEntryState.LOADED
     assert (
         issue_registry.async_get_issue(
             DOMAIN, f"incompatible_schema_{mock_config_entry.entry_id}"
