@@ -493,7 +493,6 @@ def _parse_yc1000(block: str, code: str, family: str) -> Inverter | str:
         power_w=power,
         round_energy_wh=energy,
         channels=tuple(channels),
-        raw=block,
         phase_voltages_v=tuple(float(v) for v in phases),
     )
 
@@ -523,7 +522,6 @@ def _parse_yc500_yc250(block: str, code: str, family: str) -> Inverter | str:
         power_w=power,
         round_energy_wh=energy,
         channels=tuple(channels),
-        raw=block,
     )
 
 
@@ -603,5 +601,4 @@ def _aps15_inverter(blocks: list[tuple[str, Channel]]) -> Inverter:
         power_w=power,
         round_energy_wh=energy,
         channels=tuple(channels),
-        raw="".join(block for block, _ in blocks),
     )

@@ -185,8 +185,7 @@ def test_yc500_yc250_blocks_with_sign_coded_temperatures(
     assert got.family == ("YC500" if code == "03" else "YC250")
     assert len(got.channels) == (2 if code == "03" else 1)
     assert got.channels == inv.channels
-    assert got.raw is not None  # layout from firmware only: the text is kept too
-    assert len(got.raw) == (106 if code == "03" else 75)
+    assert got.raw is None  # decoded: raw marks only blocks that could not be
     assert frame.warnings == ()
 
 
@@ -453,8 +452,7 @@ def test_aps15_groups_channel_blocks_by_inverter() -> None:
     assert [c.channel for c in inv.channels] == [1, 2]
     assert inv.power_w == 230.0
     assert inv.round_energy_wh == 19.167
-    assert inv.raw is not None
-    assert len(inv.raw) == 100
+    assert inv.raw is None
 
 
 def test_aps15_single_channel_and_bad_block() -> None:

@@ -218,9 +218,6 @@ def records(draw: st.DrawFn) -> DecodedFrame:
 
 
 # Layouts known only from firmware keep their text in `raw` as well.
-FIRMWARE_ONLY = {"03", "04", "05"}
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     rec=records(),
@@ -233,21 +230,15 @@ def test_encode_decode_round_trip(rec: DecodedFrame, padding: str, lf: bool) -> 
     assert got.kind is FrameKind.DATA, got.error
     text = data.decode("ascii")
     for inverter in got.inverters:
-        if inverter.type_code in FIRMWARE_ONLY:
-            assert inverter.raw is not None
-            assert inverter.raw in text
-            assert len(inverter.raw) == BLOCK_TYPES[inverter.type_code][1]
+        if inverter.type_code in BLOCK_TYPES:
+            assert inverter.raw is None  # decoded blocks are not kept raw
     expected = dataclasses.replace(
         rec,
         length=len(text.rstrip("\n")),
         ecu_model=ecu_model(rec.ecu_id or ""),
         warnings=(),
     )
-    stripped = tuple(
-        dataclasses.replace(i, raw=None) if i.type_code in FIRMWARE_ONLY else i
-        for i in got.inverters
-    )
-    assert dataclasses.replace(got, inverters=stripped, warnings=()) == expected
+    assert dataclasses.replace(got, warnings=()) == expected
     unknown = sum(1 for i in rec.inverters if i.type_code not in BLOCK_TYPES)
     assert len(got.warnings) == unknown
     assert all("unknown type code" in w for w in got.warnings)
