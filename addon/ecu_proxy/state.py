@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .decoder import format_wire_timestamp as wire_time
@@ -27,6 +27,12 @@ DEDUPE_WINDOW = timedelta(days=14)
 # A lifetime counter below ours is a glitch or a re-sent old value, unless this many
 # newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
 LIFETIME_RESET_RECORDS = 12
+# ECU time is local wall-clock time (UTC-12 to UTC+14); a record stamped further
+# ahead of its arrival than this is a clock glitch and would freeze all counting.
+MAX_CLOCK_AHEAD = timedelta(hours=26)
+# More ECUs than any installation has: beyond this, new ids are refused so that
+# stray or forged uploads cannot grow the state without end.
+MAX_ECUS = 32
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
 
@@ -42,6 +48,8 @@ class RecordStatus:
     LATE = "late"
     DUPLICATE = "duplicate"
     TOO_OLD = "too_old"
+    FUTURE = "future"
+    TOO_MANY_ECUS = "too_many_ecus"
     INCOMPLETE = "incomplete"
 
 
@@ -426,6 +434,7 @@ class LiveState:
     def __init__(self, ecus: dict[str, EcuState] | None = None) -> None:
         """Start with the given ECUs (or none)."""
         self.ecus: dict[str, EcuState] = ecus or {}
+        self._refused: set[str] = set()  # ids refused by MAX_ECUS, logged once
 
     def ecu(self, ecu_id: str) -> EcuState:
         """Return the ECU's state, creating it on first use."""
@@ -439,7 +448,27 @@ class LiveState:
         ecu_id, at = frame.ecu_id, frame.timestamp
         if not ecu_id or at is None:
             return RecordOutcome(ecu_id, RecordStatus.INCOMPLETE)
+        if at - received_at.astimezone(UTC).replace(tzinfo=None) > MAX_CLOCK_AHEAD:
+            _LOGGER.warning(
+                "ECU %s: ignoring record stamped %s, too far ahead of its arrival "
+                "at %s (ECU clock wrong?)",
+                ecu_id,
+                at.isoformat(),
+                received_at.isoformat(),
+            )
+            return RecordOutcome(ecu_id, RecordStatus.FUTURE)
         new_ecu = ecu_id not in self.ecus
+        if new_ecu and len(self.ecus) >= MAX_ECUS:
+            if ecu_id not in self._refused:
+                if len(self._refused) < MAX_ECUS:
+                    self._refused.add(ecu_id)
+                _LOGGER.warning(
+                    "Ignoring ECU %s: already tracking %d ECUs (set allowed_ecu_ids "
+                    "to choose which)",
+                    ecu_id,
+                    MAX_ECUS,
+                )
+            return RecordOutcome(ecu_id, RecordStatus.TOO_MANY_ECUS)
         ecu = self.ecu(ecu_id)
         stamp = wire_time(at)
         if stamp in ecu.seen:
@@ -478,6 +507,8 @@ class LiveState:
     def apply_upstream(self, report: UpstreamReport) -> str | None:
         """Apply an upload outcome; return the ECU id it was for, if known."""
         if not report.ecu_id:
+            return None
+        if report.ecu_id not in self.ecus and len(self.ecus) >= MAX_ECUS:
             return None
         upstream = self.ecu(report.ecu_id).upstream
         upstream.result = report.result

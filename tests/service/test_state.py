@@ -21,6 +21,7 @@ from ecu_proxy.models import (
 )
 from ecu_proxy.state import (
     LIFETIME_RESET_RECORDS,
+    MAX_ECUS,
     LiveState,
     RecordStatus,
     StateFormatError,
@@ -340,12 +341,54 @@ def test_record_older_than_dedupe_window_is_ignored() -> None:
 def test_dedupe_set_is_pruned_on_new_days() -> None:
     state = LiveState()
     for day in range(20):
-        state.apply_record(record(DAY + timedelta(days=day)), RECEIVED)
+        state.apply_record(
+            record(DAY + timedelta(days=day)), RECEIVED + timedelta(days=day)
+        )
     stamps = state.stored_timestamps(ECU, limit=1000)
     assert len(stamps) == 15  # newest day and the 14 before it
     assert stamps[0] == wire_time(DAY + timedelta(days=19))
     assert state.stored_timestamps(ECU, limit=3) == stamps[:3]
     assert state.stored_timestamps("000000000000") == []
+
+
+def test_record_far_ahead_of_its_arrival_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = LiveState()
+    state.apply_record(record(DAY), RECEIVED)
+    with caplog.at_level(logging.WARNING, logger="ecu_proxy.state"):
+        glitch = state.apply_record(record(datetime(2099, 12, 31, 23, 59)), RECEIVED)
+    assert glitch.status == RecordStatus.FUTURE
+    assert "too far ahead" in caplog.text
+    # Nothing moved: the next real record still counts and is live.
+    after = state.apply_record(record(DAY + timedelta(minutes=5)), RECEIVED)
+    assert after.status == RecordStatus.NEW
+    assert state.ecus[ECU].today == DAY.date()
+    assert state.stored_timestamps(ECU) == [
+        wire_time(DAY + timedelta(minutes=5)),
+        wire_time(DAY),
+    ]
+    # A local clock up to UTC+14 is not "ahead".
+    east = state.apply_record(
+        record(RECEIVED.replace(tzinfo=None) + timedelta(hours=14)), RECEIVED
+    )
+    assert east.status == RecordStatus.NEW
+
+
+def test_ecu_count_is_capped() -> None:
+    state = LiveState()
+    for n in range(MAX_ECUS):
+        assert state.apply_record(record(DAY, ecu_id=f"2160{n:08d}"), RECEIVED).accepted
+    refused = state.apply_record(record(DAY, ecu_id="216099999999"), RECEIVED)
+    assert refused.status == RecordStatus.TOO_MANY_ECUS
+    upstream = UpstreamReport("216099999999", 8997, UpstreamResult.OK, RECEIVED)
+    assert state.apply_upstream(upstream) is None
+    assert len(state.ecus) == MAX_ECUS
+    # ECUs already known keep working.
+    again = state.apply_record(
+        record(DAY + timedelta(minutes=5), ecu_id="216000000000"), RECEIVED
+    )
+    assert again.status == RecordStatus.NEW
 
 
 def test_incomplete_record_changes_nothing() -> None:
@@ -423,7 +466,7 @@ def test_any_arrival_order_counts_each_record_once(slots: list[int]) -> None:
                 (inverter(energies_wh=(slot + 1, 1.0)),),
                 lifetime=1000 + slot / 10,
             ),
-            RECEIVED,
+            datetime(2024, 6, 3, tzinfo=UTC),  # all of them arrive later
         )
     unique = set(slots)
     newest = max(unique)
