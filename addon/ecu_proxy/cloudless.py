@@ -1,7 +1,8 @@
 """Answer the ECU ourselves when uploads do not go on to EMA (mode ``cloudless``).
 
 The replies follow the formats the ECU firmware parses (protocol spec sections 4.1
-and 5.2): a data record is acknowledged as stored by listing its own timestamp, the
+and 5.2): a data record is acknowledged as stored by listing its own timestamp (only
+when the state really holds it, since the ECU may then delete it), the
 night-time reconciliation query gets the timestamps we hold for that ECU, and a
 command poll gets "no more commands". Everything else gets no reply.
 """
@@ -58,10 +59,18 @@ class CloudlessResponder:
         """Return the bytes to send back to the ECU for this frame, or None."""
         match frame.kind:
             case FrameKind.DATA:
-                if frame.timestamp is None:
-                    # Accepted but not confirmed: the ECU asks again at night.
-                    return encode_ema_reply(())
-                return encode_ema_reply((format_wire_timestamp(frame.timestamp),))
+                stamp = (
+                    format_wire_timestamp(frame.timestamp) if frame.timestamp else ""
+                )
+                if (
+                    frame.ecu_id
+                    and stamp
+                    and self._index.is_stored(frame.ecu_id, stamp)
+                ):
+                    return encode_ema_reply((stamp,))
+                # Not stored (refused, filtered or unreadable): accepted but not
+                # confirmed, so the ECU keeps the record and offers it again.
+                return encode_ema_reply(())
             case FrameKind.RECONCILE_QUERY:
                 if frame.ecu_id is None or not _ECU_ID.match(frame.ecu_id):
                     return None

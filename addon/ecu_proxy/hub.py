@@ -345,6 +345,10 @@ class Hub:
         """Return wire timestamps (YYYYMMDDhhmmss) of stored records, newest first."""
         return self.state.stored_timestamps(ecu_id, limit)
 
+    def is_stored(self, ecu_id: str, timestamp: str) -> bool:
+        """Return whether the record with this wire timestamp is stored."""
+        return self.state.is_stored(ecu_id, timestamp)
+
     # --- reading -----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

@@ -218,3 +218,6 @@ class RecordIndex(Protocol):
 
     def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
         """Return wire timestamps (YYYYMMDDhhmmss) of stored records, newest first."""
+
+    def is_stored(self, ecu_id: str, timestamp: str) -> bool:
+        """Return whether the record with this wire timestamp is stored."""

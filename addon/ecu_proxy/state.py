@@ -517,6 +517,11 @@ class LiveState:
         upstream.detail = report.detail
         return report.ecu_id
 
+    def is_stored(self, ecu_id: str, timestamp: str) -> bool:
+        """Return whether a record of the ECU with this wire timestamp was counted."""
+        ecu = self.ecus.get(ecu_id)
+        return ecu is not None and timestamp in ecu.seen
+
     def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
         """Return wire timestamps of counted records of an ECU, newest first."""
         ecu = self.ecus.get(ecu_id)

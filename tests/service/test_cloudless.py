@@ -48,6 +48,9 @@ class FakeIndex:
         self.asked.append((ecu_id, limit))
         return list(self.stored.get(ecu_id, []))
 
+    def is_stored(self, ecu_id: str, timestamp: str) -> bool:
+        return timestamp in self.stored.get(ecu_id, [])
+
 
 def test_ema_reply_encoding() -> None:
     assert encode_ema_reply([]) == b"100"
@@ -90,9 +93,16 @@ def test_no_more_commands_frame_follows_the_control_format() -> None:
 
 
 def test_data_record_is_acknowledged_with_its_own_timestamp() -> None:
-    responder = CloudlessResponder(FakeIndex({}))
+    responder = CloudlessResponder(FakeIndex({ECU_ID: STORED}))
     reply = responder.reply_for(decode_frame(CAPTURE))
     assert reply == b"10120240206112214"
+
+
+def test_record_not_stored_is_accepted_but_not_confirmed() -> None:
+    # Refused or filtered: the ECU must keep it, so no timestamp is confirmed.
+    responder = CloudlessResponder(FakeIndex({ECU_ID: STORED[1:]}))
+    assert responder.reply_for(decode_frame(CAPTURE)) == b"100"
+    assert CloudlessResponder(FakeIndex({})).reply_for(decode_frame(CAPTURE)) == b"100"
 
 
 @pytest.mark.parametrize("poll", [POLL, POLL_A_PADDED])
