@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -276,8 +275,9 @@ class Client:
         finally:
             self._listening = False
             pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            # asyncio.wait, not "await pinger": a cancellation of this task that
+            # arrives right now must not be swallowed with the pinger's.
+            await asyncio.wait([pinger])
             self._fail_pending(ConnectionClosed("connection closed"))
             if self._ws is ws:
                 self._ws = None

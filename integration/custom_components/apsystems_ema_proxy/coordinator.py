@@ -1,7 +1,6 @@
 """Keep the connection to the ECU proxy service and the live state it pushes."""
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -163,8 +162,7 @@ class EmaProxyCoordinator:
         self._cancel_expiry()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
         self._task = None
         await self.client.disconnect()
         self.connected = False
@@ -215,7 +213,12 @@ class EmaProxyCoordinator:
     async def _async_wait(self, delay: float) -> None:
         """Sleep on Home Assistant's clock, so tests can move time forward."""
         wake = asyncio.Event()
-        cancel = async_call_later(self.hass, delay, lambda _now: wake.set())
+
+        @callback
+        def wake_up(_now: datetime) -> None:
+            wake.set()
+
+        cancel = async_call_later(self.hass, delay, wake_up)
         try:
             await wake.wait()
         finally:
