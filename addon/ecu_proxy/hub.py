@@ -210,6 +210,13 @@ class Hub:
         self._saver = asyncio.create_task(self._save_loop(), name="state-saver")
         if not clean:
             self._dirty.set()  # write the new sequence number out soon
+        elif document is not None:
+            # Mark the file as "running" at once: a kill before the first debounced
+            # save must not look like a clean stop, or event numbers could repeat.
+            try:
+                await self._persist(clean=False)
+            except OSError as err:
+                _LOGGER.error("Could not save state on start: %s", err)
 
     async def stop(self) -> None:
         """Stop the saver and write the state out one last time."""

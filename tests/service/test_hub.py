@@ -308,6 +308,25 @@ async def test_sequence_jumps_after_a_crash(tmp_path: Path) -> None:
     await first.stop()
 
 
+async def test_no_sequence_reuse_after_clean_start_then_kill(tmp_path: Path) -> None:
+    first = make_hub(tmp_path)
+    await first.start()
+    first.frame_received(data(DAY))
+    await first.stop()  # clean
+    second = make_hub(tmp_path)
+    await second.start()
+    # Before any event or debounced save, the file already says "running".
+    assert json.loads((tmp_path / STATE_FILE).read_text())["clean"] is False
+    second.frame_received(data(DAY + timedelta(minutes=5)))
+    handed_out = second.last_seq
+    # killed here (no stop, no save): the next start must not reuse that number
+    third = make_hub(tmp_path)
+    await third.start()
+    assert third.last_seq > handed_out
+    await third.stop()
+    await second.stop()
+
+
 async def test_corrupt_state_file_is_moved_aside(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
