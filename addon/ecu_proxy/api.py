@@ -26,6 +26,8 @@ _LOGGER = logging.getLogger(__name__)
 HEARTBEAT_S = 55.0
 CLIENT_QUEUE = 1024
 CLOSE_TIMEOUT_S = 5.0
+SHUTDOWN_TIMEOUT_S = 2.0
+AUTH_TIMEOUT_S = 10.0
 MAX_MESSAGE_BYTES = 64 * 1024
 
 CLOSE_GOING_AWAY = 1001
@@ -112,7 +114,13 @@ class ApiServer:
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/health", self._health)
         app.router.add_get("/api/frames", self._frames)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A client that stops reading mid-response must not hold up shutdown.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._options.api_host, self._options.api_port)
         try:
@@ -143,9 +151,7 @@ class ApiServer:
             return True
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        )
+        return scheme.lower() == "bearer" and self._token_ok(given.strip())
 
     @staticmethod
     def _unauthorized() -> web.Response:
@@ -239,6 +245,23 @@ class ApiServer:
             }
         )
         try:
+            if not client.authenticated:
+                # The first message must be `auth`, and soon.
+                try:
+                    async with asyncio.timeout(AUTH_TIMEOUT_S):
+                        first = await ws.receive()
+                except TimeoutError:
+                    first = None
+                if first is None or first.type is not WSMsgType.TEXT:
+                    _LOGGER.warning(
+                        "WebSocket client %s did not authenticate", client.peer
+                    )
+                    await self._close(
+                        client, CLOSE_AUTH_FAILED, "authentication failed"
+                    )
+                    return ws
+                if not await self._on_text(client, first.data):
+                    return ws
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     if not await self._on_text(client, msg.data):

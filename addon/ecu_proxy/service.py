@@ -125,8 +125,9 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.relay.stop()
-        await self.api.stop()
+        # Save before closing API clients: a stalled client may delay that part.
         await self.hub.stop()
+        await self.api.stop()
         if self._session is not None:
             await self._session.close()
         _LOGGER.info("Stopped; state saved")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from ecu_proxy import api as api_module
 from ecu_proxy.api import ApiServer
 from ecu_proxy.hub import HISTORY_SIZE, Hub
 from ecu_proxy.models import (
@@ -211,6 +212,24 @@ async def test_auth_required_closes_4001(make_setup: Factory, first: Any) -> Non
     else:
         await ws.send_json(first)
     assert await closed_with(ws) == 4001
+
+
+async def test_binary_first_message_closes_4001(make_setup: Factory) -> None:
+    setup = await make_setup(token=TOKEN)
+    ws = await setup.session.ws_connect(f"{setup.url}/ws")
+    assert (await receive_json(ws))["requires_auth"] is True
+    await ws.send_bytes(b'{"message_id": "1", "command": "get_state"}')
+    assert await closed_with(ws) == 4001
+
+
+async def test_silent_client_is_closed_when_auth_times_out(
+    make_setup: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_module, "AUTH_TIMEOUT_S", 0.2)
+    setup = await make_setup(token=TOKEN)
+    ws = await setup.session.ws_connect(f"{setup.url}/ws")
+    assert (await receive_json(ws))["requires_auth"] is True
+    assert await closed_with(ws) == 4001  # without ever sending anything
 
 
 async def test_auth_with_token_then_commands_work(make_setup: Factory) -> None:
