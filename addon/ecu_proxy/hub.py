@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -33,6 +34,9 @@ SCHEMA_VERSION = 1
 MIN_SCHEMA_VERSION = 1
 HISTORY_SIZE = 1000
 FRAME_BUFFER = 200
+# Bytes of one frame kept for /api/frames: any real record (100 inverters is about
+# 13 kB) fits; long runs of garbage are cut so the buffer stays small.
+CAPTURE_RAW_LIMIT = 32 * 1024
 SAVE_DELAY = 1.0
 SAVE_RETRY_DELAY = 5.0
 # After a crash, events numbered after the last save may have reached clients; skip
@@ -74,6 +78,15 @@ class CapturedFrame:
 
     seq: int
     event: FrameEvent
+    size: int  # bytes of the whole frame; event.raw may be cut to the limit
+
+    @classmethod
+    def of(cls, seq: int, event: FrameEvent) -> CapturedFrame:
+        """Capture an event, keeping at most CAPTURE_RAW_LIMIT bytes of it."""
+        size = len(event.raw)
+        if size > CAPTURE_RAW_LIMIT:
+            event = dataclasses.replace(event, raw=event.raw[:CAPTURE_RAW_LIMIT])
+        return cls(seq, event, size)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form of docs/api.md."""
@@ -84,6 +97,8 @@ class CapturedFrame:
             "port": ev.port,
             "direction": ev.direction.value,
             "peer": ev.peer,
+            "size": self.size,
+            "truncated": self.size > len(ev.raw),
             "raw": ev.raw.decode("ascii", errors="backslashreplace"),
             "decoded": ev.frame.as_dict(),
         }
@@ -290,7 +305,7 @@ class Hub:
         try:
             if self.options.capture_frames:
                 self._frame_seq += 1
-                self._frames.append(CapturedFrame(self._frame_seq, event))
+                self._frames.append(CapturedFrame.of(self._frame_seq, event))
             frame = event.frame
             if frame.kind is FrameKind.DATA and event.direction is Direction.ECU_TO_EMA:
                 self._apply_record(event)

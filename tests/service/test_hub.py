@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import pytest
 
-from ecu_proxy.hub import FRAME_BUFFER, SEQ_GAP_AFTER_CRASH, Hub
+from ecu_proxy.hub import CAPTURE_RAW_LIMIT, FRAME_BUFFER, SEQ_GAP_AFTER_CRASH, Hub
 from ecu_proxy.models import (
     Channel,
     DecodedFrame,
@@ -240,6 +240,18 @@ async def test_raw_frame_bytes_that_are_not_text_stay_visible(hub: Hub) -> None:
     garbage = DecodedFrame(kind=FrameKind.INVALID, version=None, length=4, error="x")
     hub.frame_received(frame_event(garbage, raw=b"\xffAPS\n"))
     assert hub.frames()[0]["raw"] == "\\xffAPS\n"
+
+
+async def test_long_garbage_is_captured_cut_to_the_limit(hub: Hub) -> None:
+    garbage = DecodedFrame(kind=FrameKind.INVALID, version=None, length=0, error="x")
+    size = CAPTURE_RAW_LIMIT * 6
+    hub.frame_received(frame_event(garbage, raw=b"\xff" * size))
+    hub.frame_received(frame_event(garbage, raw=b"short"))
+    long, short = hub.frames()
+    assert long["size"] == size
+    assert long["truncated"] is True
+    assert long["raw"] == "\\xff" * CAPTURE_RAW_LIMIT
+    assert (short["size"], short["truncated"], short["raw"]) == (5, False, "short")
 
 
 async def test_a_failure_inside_never_reaches_the_relay(
