@@ -27,3 +27,32 @@ async def test_sensor_snapshot(
         assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
         await hass.async_block_till_done()
     await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
+
+
+@pytest.mark.parametrize("state_name", ["state_capture", "state_mixed"])
+async def test_binary_sensor_snapshot(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+    mock_config_entry: MockConfigEntry,
+) -> None:
+    """EMA upload and inverter online sensors of both installs."""
+    with patch(
+        "custom_components.apsystems_ema_proxy.PLATFORMS", [Platform.BINARY_SENSOR]
+    ):
+        mock_config_entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
+
+
+async def test_round_trip_sensor_disabled_by_default(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    init_integration: MockConfigEntry,
+) -> None:
+    """The EMA round-trip sensor is diagnostic and off unless enabled."""
+    entry = entity_registry.async_get("sensor.ecu_r_216000064136_ema_round_trip_time")
+    assert entry is not None
+    assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    assert hass.states.get("sensor.ecu_r_216000064136_ema_round_trip_time") is None

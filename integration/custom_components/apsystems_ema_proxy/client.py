@@ -285,14 +285,19 @@ class Client:
 
     async def _ping_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Ping the service; close a connection that stopped answering."""
+        loop = asyncio.get_running_loop()
         while not ws.closed:
             await asyncio.sleep(self._heartbeat)
             self._answered.clear()
+            sent = loop.time()
             try:
                 await ws.ping()
                 async with asyncio.timeout(self._heartbeat):
                     await self._answered.wait()
             except TimeoutError:
+                if loop.time() - sent > 2 * self._heartbeat:
+                    # The clock jumped (host suspended): ask again, do not give up.
+                    continue
                 self._silent = True
                 await ws.close()
                 return

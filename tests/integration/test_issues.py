@@ -1,0 +1,151 @@
+"""Repair issues: raised when the user must act, cleared when fixed."""
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+
+from custom_components.apsystems_ema_proxy.const import DOMAIN
+
+from .conftest import CAPTURE_ECU, YC600_ID, load_state, wait_for_seq
+from .fake_service import FakeService
+
+
+def fresh_capture_ecu() -> dict[str, Any]:
+    """Return the capture's ECU as if it had just uploaded."""
+    ecu: dict[str, Any] = copy.deepcopy(
+        load_state("state_capture")["ecus"][CAPTURE_ECU]
+    )
+    now = dt_util.utcnow().isoformat()
+    ecu["last_seen"] = now
+    for inverter in ecu["inverters"].values():
+        inverter["last_seen"] = now
+    return ecu
+
+
+@pytest.mark.parametrize("state_name", ["state_empty"])
+async def test_no_ecu_data_ever(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    issue_registry: ir.IssueRegistry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A service without any ECU data explains the DNS rewrite until data comes."""
+    issue_id = f"no_ecu_data_{init_integration.entry_id}"
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "no_ecu_data_ever"
+    assert issue.severity is ir.IssueSeverity.WARNING
+    assert issue.translation_placeholders == {
+        "hours": "24",
+        "ema_host": "ecu.apsystemsema.com",
+    }
+    assert hass.states.async_entity_ids() == []
+
+    coordinator = init_integration.runtime_data
+    await wait_for_seq(coordinator, await service.record(fresh_capture_ecu()))
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+    assert device_registry.async_get_device_by_identifier(
+        (DOMAIN, CAPTURE_ECU), init_integration.entry_id
+    )
+    state = hass.states.get("sensor.ecu_r_216000064136_power")
+    assert state is not None
+    assert state.state == "190.0"
+
+
+async def test_no_ecu_data_for_a_day(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    issue_registry: ir.IssueRegistry,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """No upload for more than 24 hours raises an issue; the next one clears it."""
+    issue_id = f"no_ecu_data_{init_integration.entry_id}"
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+    frozen_now.tick(timedelta(hours=23))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+    frozen_now.tick(timedelta(hours=1))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "no_ecu_data"
+
+    coordinator = init_integration.runtime_data
+    await wait_for_seq(coordinator, await service.record(fresh_capture_ecu()))
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_unknown_inverter_type(
+    hass: HomeAssistant,
+    service: FakeService,
+    mock_config_entry: MockConfigEntry,
+    issue_registry: ir.IssueRegistry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """An undecodable inverter asks for its raw block, until it decodes."""
+    ecu = service.state["ecus"][CAPTURE_ECU]
+    raw_block = "END40800011117809ZZZZ0123456789"
+    unknown = ecu["inverters"][YC600_ID]
+    unknown.update(
+        type_code="09",
+        family="unknown",
+        raw=raw_block,
+        ac_voltage_v=None,
+        frequency_hz=None,
+        temperature_c=None,
+        power_w=None,
+        channels=[],
+    )
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    issue_id = f"unknown_inverter_{mock_config_entry.entry_id}_{YC600_ID}"
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "unknown_inverter"
+    assert issue.learn_more_url is not None
+    assert issue.translation_placeholders == {
+        "inverter_id": YC600_ID,
+        "type_code": "09",
+        "ecu_id": CAPTURE_ECU,
+        "raw": raw_block,
+    }
+    device = device_registry.async_get_device_by_identifier(
+        (DOMAIN, YC600_ID), mock_config_entry.entry_id
+    )
+    assert device is not None
+    assert device.model == "Inverter"
+    online = hass.states.get("binary_sensor.inverter_408000111178_online")
+    assert online is not None
+    assert online.state == STATE_ON
+    assert hass.states.get("sensor.inverter_408000111178_power") is None
+
+    # A newer service decodes it: the issue goes and the sensors appear.
+    decoded = fresh_capture_ecu()
+    coordinator = mock_config_entry.runtime_data
+    await wait_for_seq(coordinator, await service.record(decoded))
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+    power = hass.states.get("sensor.inverter_408000111178_power")
+    assert power is not None
+    assert power.state == "35.0"
