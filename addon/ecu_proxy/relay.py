@@ -53,6 +53,9 @@ WRITE_LOW_WATER = 16 * 1024
 # Frames whose upload we time (the ECU waits for EMA's answer to these).
 UPLOAD_KINDS = frozenset({FrameKind.DATA, FrameKind.RECONCILE_QUERY, FrameKind.CONTROL})
 
+# Distinct ids outside allowed_ecu_ids that get a log line; beyond this, silence.
+MAX_IGNORED_IDS = 64
+
 _FORWARD = "forward"
 _UNREACHABLE = "unreachable"
 _CLOUDLESS = "cloudless"
@@ -89,6 +92,7 @@ class Relay:
         self._ignored_ids: set[str] = set()
         self._outage_since: float | None = None
         self._changed = asyncio.Event()
+        self._stopping = False
 
     @property
     def bound_ports(self) -> dict[int, int]:
@@ -136,6 +140,7 @@ class Relay:
 
     async def stop(self) -> None:
         """Stop listening, close open connections and wait for their handlers."""
+        self._stopping = True
         for server in self._servers:
             server.close()
         sessions = list(self._sessions)
@@ -171,6 +176,9 @@ class Relay:
         port = int(local[1]) if local else 0
         peer_host = str(peer[0]) if peer else "?"
         peer_port = int(peer[1]) if peer else 0
+        if self._stopping:  # accepted in the last loop turn before stop()
+            transport.abort()
+            return
         if self.counters.active_connections >= self._options.max_connections:
             self.counters.rejected_connections += 1
             _LOGGER.warning(
@@ -223,7 +231,7 @@ class Relay:
         if not self._allowed or ecu_id in self._allowed:
             return True
         key = ecu_id or "(unknown)"
-        if key not in self._ignored_ids:
+        if key not in self._ignored_ids and len(self._ignored_ids) < MAX_IGNORED_IDS:
             self._ignored_ids.add(key)
             _LOGGER.info(
                 "ECU %s is not in allowed_ecu_ids: relaying its traffic unchanged "
@@ -235,7 +243,14 @@ class Relay:
     def _publish(
         self, session: _Session, raw: bytes, frame: DecodedFrame, direction: Direction
     ) -> None:
-        if not self._allowed_id(frame.ecu_id or session.ecu_id):
+        # EMA's replies carry other digits where an ECU id would be: they belong
+        # to the connection's ECU.
+        ecu_id = (
+            session.ecu_id
+            if direction is Direction.EMA_TO_ECU
+            else frame.ecu_id or session.ecu_id
+        )
+        if not self._allowed_id(ecu_id):
             return
         event = FrameEvent(
             connection_id=session.conn_id,
@@ -482,6 +497,10 @@ class _Session:
             self._unreachable(
                 f"cannot connect to {address}:{self.port}: {err.strerror or err}"
             )
+            return None
+        except Exception as err:  # never leave the ECU paused on a surprise
+            _LOGGER.exception("Unexpected error while connecting to EMA")
+            self._unreachable(f"unexpected error: {err!r}")
             return None
         self.upstream_note = (
             f"connected to {address}:{self.port} in "

@@ -25,6 +25,7 @@ from stand_ins import (
     StandInDns,
     StandInEma,
     acknowledge_frames,
+    aps_frame,
     big_frame,
     free_port_pair,
     split_at_random,
@@ -545,6 +546,50 @@ async def test_resolver_refusal_counts_as_unreachable(
     assert reports[0].detail is not None
     assert "loop" in reports[0].detail
     assert [e.raw for e in harness.listener.frames] == [RECORD]
+
+
+async def test_unexpected_resolver_error_does_not_leave_the_ecu_hanging(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = await harness.start()
+
+    async def broken() -> str:
+        raise RuntimeError("resolver bug")
+
+    assert relay._upstream is not None
+    monkeypatch.setattr(relay._upstream, "address", broken)
+    ecu = await harness.ecu()
+    await ecu.send(CAPTURE)
+    assert await ecu.read_to_eof() == b""  # closed, without waiting for idle_timeout
+    await ecu.close()
+    await harness.idle()
+    reports = harness.listener.reports
+    assert [r.result for r in reports] == [UpstreamResult.UNREACHABLE]
+    assert "resolver bug" in (reports[0].detail or "")
+    assert [e.raw for e in harness.listener.frames] == [RECORD]
+
+
+async def test_ema_reply_digits_are_not_taken_for_an_ecu_id(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An A123-style answer: flag, count and timestamps where an ECU id would be.
+    reply = aps_frame("A123AAA0" + "10120240206112214", version="13")
+
+    async def answer(conn: EmaConnection) -> None:
+        await conn.read_frame()
+        await conn.send(reply)
+        await conn.read_to_eof()
+
+    caplog.set_level(logging.INFO, logger="ecu_proxy.relay")
+    await harness.start(handler=answer, allowed_ecu_ids=(ECU_ID,))
+    ecu = await harness.ecu()
+    await ecu.send(CAPTURE)
+    assert await ecu.read_exactly(len(reply)) == reply
+    await ecu.close()
+    await harness.idle()
+    directions = [e.direction for e in harness.listener.frames]
+    assert directions == [Direction.ECU_TO_EMA, Direction.EMA_TO_ECU]
+    assert "allowed_ecu_ids" not in caplog.text
 
 
 async def test_slow_dns_is_bounded_by_the_connect_timeout(harness: Harness) -> None:
