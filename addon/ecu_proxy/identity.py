@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from typing import TYPE_CHECKING
+
+from .atomic import write_atomic
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,12 +24,6 @@ def load_or_create_server_id(data_dir: Path) -> str:
         existing = ""
     if _VALID.match(existing):
         return existing
-    data_dir.mkdir(parents=True, exist_ok=True)
     server_id = uuid.uuid4().hex
-    tmp = path.with_name(f".{SERVER_ID_FILE}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="ascii") as handle:
-        handle.write(server_id + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, f"{server_id}\n".encode("ascii"), mode=0o644)
     return server_id

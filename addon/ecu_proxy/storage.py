@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import temp_path, write_atomic
 from .decoder import format_wire_timestamp, parse_wire_timestamp
 
 if TYPE_CHECKING:
@@ -76,14 +77,13 @@ class StateStore:
         """Use ``data_dir`` (created on first save)."""
         self.data_dir = data_dir
         self.path = data_dir / STATE_FILE
-        self._tmp = data_dir / f".{STATE_FILE}.tmp"
         self._clock = clock
         self._lock = threading.Lock()
         self._written_generation = -1
 
     def load(self) -> Loaded:
         """Read, check and migrate the state file; move a bad one aside."""
-        self._tmp.unlink(missing_ok=True)  # left over from an interrupted write
+        temp_path(self.path).unlink(missing_ok=True)  # from an interrupted write
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -128,19 +128,7 @@ class StateStore:
         with self._lock:
             if generation < self._written_generation:
                 return False
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            payload = text.encode("utf-8")
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(payload)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.path)
-            _fsync_dir(self.data_dir)
+            write_atomic(self.path, text.encode("utf-8"))
             self._written_generation = generation
             return True
 
@@ -169,15 +157,6 @@ class StateStore:
             target.name,
         )
         return Loaded(None, moved_aside=target, problem=problem, last_seq_hint=hint)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def migrate(document: Any) -> tuple[dict[str, Any], int | None]:

@@ -10,11 +10,9 @@ when DNS is not reachable, and refuses any address that belongs to this host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
-import os
 import socket
 import time
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+
+from .atomic import write_atomic
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -201,20 +201,11 @@ class UpstreamResolver:
             "address": address,
             "resolved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        tmp = self._path.with_name(f".{ADDRESS_FILE}.{os.getpid()}.tmp")
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as handle:
-                json.dump(record, handle)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path)
+            write_atomic(self._path, (json.dumps(record) + "\n").encode("utf-8"))
             self._stored = address
         except OSError as err:
             _LOGGER.warning("cannot store EMA address in %s: %s", self._path, err)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
 
 def _ip_literal(text: str) -> str | None:
