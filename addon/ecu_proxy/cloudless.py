@@ -10,10 +10,13 @@ command poll gets "no more commands". Everything else gets no reply.
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
-from ecu_proxy.decoder import format_wire_timestamp
+from ecu_proxy.decoder import (
+    format_wire_timestamp,
+    is_ecu_id,
+    parse_wire_timestamp,
+)
 from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
 
 if TYPE_CHECKING:
@@ -24,8 +27,6 @@ _LOGGER = logging.getLogger(__name__)
 MAX_TIMESTAMPS = 99
 POLL_COMMAND = "A101"
 NO_MORE_COMMANDS = "A100"
-_TIMESTAMP = re.compile(r"^\d{14}$")
-_ECU_ID = re.compile(r"^\d{12}$")
 
 
 def encode_ema_reply(timestamps: Sequence[str], status: str = "1") -> bytes:
@@ -35,14 +36,14 @@ def encode_ema_reply(timestamps: Sequence[str], status: str = "1") -> bytes:
     if len(timestamps) > MAX_TIMESTAMPS:
         raise ValueError(f"at most {MAX_TIMESTAMPS} timestamps fit in one reply")
     for stamp in timestamps:
-        if not _TIMESTAMP.match(stamp):
+        if parse_wire_timestamp(stamp) is None:
             raise ValueError(f"timestamp {stamp!r} is not YYYYMMDDhhmmss")
     return f"{status}{len(timestamps):02d}{''.join(timestamps)}".encode("ascii")
 
 
 def encode_no_more_commands(ecu_id: str) -> bytes:
     """Encode the control-port A100 frame telling the ECU there is nothing to do."""
-    if not _ECU_ID.match(ecu_id):
+    if not is_ecu_id(ecu_id):
         raise ValueError(f"ECU id {ecu_id!r} is not 12 digits")
     body = f"{NO_MORE_COMMANDS}AAA0{ecu_id}END"
     length = 5 + 5 + len(body)
@@ -72,14 +73,14 @@ class CloudlessResponder:
                 # confirmed, so the ECU keeps the record and offers it again.
                 return encode_ema_reply(())
             case FrameKind.RECONCILE_QUERY:
-                if frame.ecu_id is None or not _ECU_ID.match(frame.ecu_id):
+                if frame.ecu_id is None or not is_ecu_id(frame.ecu_id):
                     return None
                 return encode_ema_reply(self._stored(frame.ecu_id))
             case FrameKind.CONTROL:
                 if (
                     frame.command == POLL_COMMAND
                     and frame.ecu_id is not None
-                    and _ECU_ID.match(frame.ecu_id)
+                    and is_ecu_id(frame.ecu_id)
                 ):
                     return encode_no_more_commands(frame.ecu_id)
                 return None
@@ -89,7 +90,7 @@ class CloudlessResponder:
     def _stored(self, ecu_id: str) -> list[str]:
         """Return up to 99 well-formed stored timestamps for the ECU."""
         stamps = self._index.stored_timestamps(ecu_id, MAX_TIMESTAMPS)
-        good = [s for s in stamps if _TIMESTAMP.match(s)]
+        good = [s for s in stamps if parse_wire_timestamp(s) is not None]
         if len(good) != len(stamps):
             _LOGGER.warning(
                 "skipping %d malformed stored timestamps for ECU %s",

@@ -79,6 +79,11 @@ def format_wire_timestamp(ts: datetime) -> str:
     )
 
 
+def is_ecu_id(text: str) -> bool:
+    """Return whether ``text`` is a 12-digit ECU id."""
+    return len(text) == 12 and text.isascii() and text.isdigit()
+
+
 def parse_wire_timestamp(text: str) -> datetime | None:
     """Return the naive datetime of a ``YYYYMMDDhhmmss`` string, or None if invalid."""
     if len(text) != TIMESTAMP_LEN or not text.isdigit():

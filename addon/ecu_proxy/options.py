@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .decoder import is_ecu_id
+
 DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
 DEFAULT_PORTS = (8995, 8996, 8997)
 DEFAULT_API_PORT = 8990
 DEFAULT_RESOLVERS = ("1.1.1.1", "9.9.9.9", "8.8.8.8")
 LOG_LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
-_ECU_ID = re.compile(r"^\d{12}$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
@@ -76,7 +77,7 @@ class Options:
             if not _is_ip(resolver):
                 raise OptionsError(f"DNS resolver {resolver!r} is not an IP address")
         for ecu_id in self.allowed_ecu_ids:
-            if not _ECU_ID.match(ecu_id):
+            if not is_ecu_id(ecu_id):
                 raise OptionsError(f"allowed ECU id {ecu_id!r} is not 12 digits")
         if self.log_level not in LOG_LEVELS:
             raise OptionsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")

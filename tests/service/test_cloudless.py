@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,7 +21,7 @@ from ecu_proxy.cloudless import (
     encode_ema_reply,
     encode_no_more_commands,
 )
-from ecu_proxy.decoder import decode_frame
+from ecu_proxy.decoder import decode_frame, format_wire_timestamp
 from ecu_proxy.framing import aps_length
 from ecu_proxy.models import Direction, FrameKind, UpstreamResult
 from ecu_proxy.options import Mode, Options
@@ -121,8 +122,9 @@ def test_reconciliation_query_lists_the_stored_timestamps() -> None:
 
 
 def test_reconciliation_reply_never_exceeds_99_and_skips_bad_stamps() -> None:
-    many = [f"202402061{n:05d}" for n in range(150)]
-    index = FakeIndex({ECU_ID: ["garbage", *many]})
+    start = datetime(2024, 2, 6, 10, 0)
+    many = [format_wire_timestamp(start - timedelta(minutes=5 * n)) for n in range(150)]
+    index = FakeIndex({ECU_ID: ["garbage", "20240231120000", *many]})
     reply = CloudlessResponder(index).reply_for(decode_frame(QUERY))
     assert reply == encode_ema_reply(many[:99])
 
