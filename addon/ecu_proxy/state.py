@@ -78,7 +78,7 @@ def kwh(mwh: int) -> float:
     return round(mwh / 1_000_000, 6)
 
 
-def _mwh(wh: float | None) -> int:
+def _wh_to_mwh(wh: float | None) -> int:
     """Convert a round energy in Wh to non-negative integer mWh (garbage counts 0)."""
     if wh is None or not math.isfinite(wh) or wh <= 0:
         return 0
@@ -571,14 +571,14 @@ class LiveState:
             if block.channels:
                 inverter_mwh = 0
                 for ch in block.channels:
-                    mwh = _mwh(ch.round_energy_wh)
+                    mwh = _wh_to_mwh(ch.round_energy_wh)
                     state = inv.channel(ch.channel)
                     state.total_mwh += mwh
                     if counts_today:
                         state.today_mwh += mwh
                     inverter_mwh += mwh
             else:
-                inverter_mwh = _mwh(block.round_energy_wh)
+                inverter_mwh = _wh_to_mwh(block.round_energy_wh)
             inv.total_mwh += inverter_mwh
             if counts_today:
                 inv.today_mwh += inverter_mwh

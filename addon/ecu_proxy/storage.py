@@ -189,7 +189,7 @@ def _check_format_1(document: dict[str, Any]) -> None:
         raise StorageError("ecus must be an object")
 
 
-def _mwh(value: Any) -> int:
+def _kwh_to_mwh(value: Any) -> int:
     """Convert a format-0 kWh number to integer mWh."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise StorageError(f"energy {value!r} is not a non-negative number")
@@ -215,13 +215,13 @@ def _migrate_0_to_1(old: dict[str, Any]) -> dict[str, Any]:
                     "type_code": inv.get("type_code", ""),
                     "family": inv.get("family", "unknown"),
                     "online": False,
-                    "today_mwh": _mwh(inv.get("day_kwh", 0)),
-                    "total_mwh": _mwh(inv.get("total_kwh", 0)),
+                    "today_mwh": _kwh_to_mwh(inv.get("day_kwh", 0)),
+                    "total_mwh": _kwh_to_mwh(inv.get("total_kwh", 0)),
                     "channels": [
                         {
                             "channel": int(ch["channel"]),
-                            "today_mwh": _mwh(ch.get("day_kwh", 0)),
-                            "total_mwh": _mwh(ch.get("total_kwh", 0)),
+                            "today_mwh": _kwh_to_mwh(ch.get("day_kwh", 0)),
+                            "total_mwh": _kwh_to_mwh(ch.get("total_kwh", 0)),
                         }
                         for ch in inv.get("channels", [])
                     ],
@@ -233,7 +233,7 @@ def _migrate_0_to_1(old: dict[str, Any]) -> dict[str, Any]:
                 "model": ecu.get("model"),
                 "lifetime_energy_kwh": ecu.get("lifetime_kwh"),
                 "today": ecu.get("day"),
-                "today_mwh": _mwh(ecu.get("day_kwh", 0)),
+                "today_mwh": _kwh_to_mwh(ecu.get("day_kwh", 0)),
                 "inverters": inverters,
                 "seen": seen,
                 "last_record_at": (_wire_to_iso(seen[-1]) if seen else None),
