@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
 from .exceptions import InvalidMessage
@@ -183,6 +183,14 @@ def _datetime(value: Any) -> datetime | None:
         return None
 
 
+def _utc_datetime(value: Any) -> datetime | None:
+    """Parse a time we received something at; one without offset counts as UTC."""
+    parsed = _datetime(value)
+    if parsed is not None and parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed
+
+
 # ---------------------------------------------------------------------------
 # Objects
 
@@ -227,7 +235,7 @@ class Upstream:
             return cls()
         return cls(
             result=_str(data.get("result")),
-            at=_datetime(data.get("at")),
+            at=_utc_datetime(data.get("at")),
             rtt_ms=_float(data.get("rtt_ms")),
         )
 
@@ -287,7 +295,7 @@ class InverterState:
             type_code=_str(data.get("type_code")) or "",
             family=_str(data.get("family")) or "unknown",
             online=data.get("online") is True,
-            last_seen=_datetime(data.get("last_seen")),
+            last_seen=_utc_datetime(data.get("last_seen")),
             last_record_at=_datetime(data.get("last_record_at")),
             ac_voltage_v=_float(data.get("ac_voltage_v")),
             phase_voltages_v=(
@@ -348,7 +356,7 @@ class EcuState:
         return cls(
             ecu_id=ecu_id,
             model=_str(data.get("model")),
-            last_seen=_datetime(data.get("last_seen")),
+            last_seen=_utc_datetime(data.get("last_seen")),
             last_record_at=_datetime(data.get("last_record_at")),
             power_w=_float(data.get("power_w")),
             lifetime_energy_kwh=_float(data.get("lifetime_energy_kwh")),
