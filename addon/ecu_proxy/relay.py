@@ -22,7 +22,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.framing import Framer
@@ -346,7 +346,8 @@ class _EcuSide(_Side):
         self._relay = relay
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (other event loops' do not subclass asyncio.Transport).
+        transport = cast("asyncio.Transport", transport)
         self.transport = transport
         self._relay._accept(self, transport)
 
@@ -371,7 +372,8 @@ class _EmaSide(_Side):
         self.session = session
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (other event loops' do not subclass asyncio.Transport).
+        transport = cast("asyncio.Transport", transport)
         self.transport = transport
         if self.session is not None:
             self.session.ema_made(transport)
