@@ -1,14 +1,41 @@
 """Base entity of the APsystems ECU Proxy integration."""
 
-from typing import override
+from typing import TYPE_CHECKING, override
 
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
 from .coordinator import EmaProxyCoordinator
 from .models import ChannelState, EcuState, InverterState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+
+@callback
+def async_add_dynamic_entities(
+    coordinator: EmaProxyCoordinator,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    entities: "Callable[[EmaProxyCoordinator], Iterable[EmaProxyEntity]]",
+) -> None:
+    """Add a platform's entities now and whenever the service reports new devices."""
+
+    @callback
+    def add_new_entities() -> None:
+        new = [
+            entity
+            for entity in entities(coordinator)
+            if entity.unique_id not in coordinator.added_unique_ids
+        ]
+        coordinator.added_unique_ids.update(e.unique_id for e in new if e.unique_id)
+        if new:
+            async_add_entities(new)
+
+    add_new_entities()
+    coordinator.async_add_new_entities_callback(add_new_entities)
 
 
 class EmaProxyEntity(Entity):

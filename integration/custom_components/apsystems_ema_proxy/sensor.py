@@ -28,7 +28,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
-from .entity import EmaProxyEntity
+from .entity import EmaProxyEntity, async_add_dynamic_entities
 from .models import ChannelState, EcuState, InverterState
 
 # Push platform: nothing to poll, no limit needed.
@@ -275,21 +275,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add sensors for what the service reports now and whatever appears later."""
-    coordinator = entry.runtime_data
-
-    @callback
-    def add_new_entities() -> None:
-        new = [
-            entity
-            for entity in _entities(coordinator)
-            if entity.unique_id not in coordinator.added_unique_ids
-        ]
-        coordinator.added_unique_ids.update(e.unique_id for e in new if e.unique_id)
-        if new:
-            async_add_entities(new)
-
-    add_new_entities()
-    coordinator.async_add_new_entities_callback(add_new_entities)
+    async_add_dynamic_entities(entry.runtime_data, async_add_entities, _entities)
 
 
 def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
