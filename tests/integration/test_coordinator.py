@@ -290,7 +290,7 @@ async def test_restart_restores_energy_without_spikes(
     service: FakeService,
     mock_config_entry: MockConfigEntry,
 ) -> None:
-    """Restored energy never goes down, and fills in values the service lacks."""
+    """Restored energy fills in values the service lacks; the service's win."""
     qs1 = service.state["ecus"][CAPTURE_ECU]["inverters"][QS1_ID]
     qs1["energy_total_kwh"] = None
 
@@ -312,14 +312,15 @@ async def test_restart_restores_energy_without_spikes(
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
 
-    assert state(hass, ECU_LIFETIME) == "2200.5"
+    assert state(hass, ECU_LIFETIME) == "2127.9"  # the service's counter
     assert state(hass, YC600_ENERGY) == "0.002828"
     assert state(hass, QS1_ENERGY) == "0.5"
 
     coordinator = mock_config_entry.runtime_data
     ecu = fresh_ecu(service, lifetime_energy_kwh=2128.0)
     await wait_for_seq(coordinator, await service.record(ecu))
-    assert state(hass, ECU_LIFETIME) == "2200.5"
+    assert state(hass, ECU_LIFETIME) == "2128.0"
+    assert state(hass, QS1_ENERGY) == "0.5"  # still nothing new from the service
 
     ecu = fresh_ecu(service, lifetime_energy_kwh=2201.0)
     ecu["inverters"][QS1_ID]["energy_total_kwh"] = 0.6
@@ -328,14 +329,14 @@ async def test_restart_restores_energy_without_spikes(
     assert state(hass, QS1_ENERGY) == "0.6"
 
 
-async def test_energy_today_resets_only_on_a_new_day(
+async def test_energy_follows_the_service_and_keeps_its_value_without_one(
     hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
 ) -> None:
-    """A lower daily value is ignored on the same day and taken on the next."""
+    """Energy today follows the service (which owns the day); never becomes unknown."""
     coordinator = init_integration.runtime_data
     seq = await service.record(fresh_ecu(service, energy_today_kwh=0.01))
     await wait_for_seq(coordinator, seq)
-    assert state(hass, ECU_TODAY) == "0.0152"
+    assert state(hass, ECU_TODAY) == "0.01"  # lower (the service restarted empty)
 
     seq = await service.record(fresh_ecu(service, energy_today_kwh=0.5))
     await wait_for_seq(coordinator, seq)

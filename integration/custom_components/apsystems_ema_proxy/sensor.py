@@ -45,20 +45,13 @@ class WhenStale(enum.Enum):
     UNAVAILABLE = enum.auto()  # unavailable (voltage, current, frequency, temperature)
 
 
-class Accumulate(enum.Enum):
-    """How an energy counter protects the Energy dashboard from bogus drops."""
-
-    NONE = enum.auto()
-    DAILY = enum.auto()  # may drop only when the ECU's day changes
-    TOTAL = enum.auto()  # never drops
-
-
 @dataclass(frozen=True, kw_only=True)
 class EmaProxySensorEntityDescription(SensorEntityDescription):
     """Describes how a proxy sensor behaves at night and across restarts."""
 
     when_stale: WhenStale = WhenStale.KEEP
-    accumulate: Accumulate = Accumulate.NONE
+    # An energy counter: restored after a restart, keeps its value when none comes.
+    counter: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +93,7 @@ ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=2,
-        accumulate=Accumulate.DAILY,
+        counter=True,
         value_fn=lambda ecu: ecu.energy_today_kwh,
     ),
     EcuSensorEntityDescription(
@@ -110,7 +103,7 @@ ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=1,
-        accumulate=Accumulate.TOTAL,
+        counter=True,
         value_fn=lambda ecu: ecu.lifetime_energy_kwh,
     ),
     EcuSensorEntityDescription(
@@ -158,7 +151,7 @@ INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
-        accumulate=Accumulate.DAILY,
+        counter=True,
         value_fn=lambda inverter: inverter.energy_today_kwh,
     ),
     InverterSensorEntityDescription(
@@ -168,7 +161,7 @@ INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
-        accumulate=Accumulate.TOTAL,
+        counter=True,
         value_fn=lambda inverter: inverter.energy_total_kwh,
     ),
     InverterSensorEntityDescription(
@@ -242,7 +235,7 @@ CHANNEL_SENSORS: tuple[ChannelSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
-        accumulate=Accumulate.TOTAL,
+        counter=True,
         value_fn=lambda channel: channel.energy_total_kwh,
     ),
 )
@@ -312,7 +305,6 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
     """A sensor that goes to 0, unavailable or holds its value when data stops."""
 
     entity_description: EmaProxySensorEntityDescription
-    _day: str | None = None
 
     @abstractmethod
     def _value(self) -> SensorValue:
@@ -321,7 +313,7 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
     @override
     async def async_added_to_hass(self) -> None:
         """Restore energy counters before the first state is written."""
-        if self.entity_description.accumulate is not Accumulate.NONE and (
+        if self.entity_description.counter and (
             last := await self.async_get_last_sensor_data()
         ):
             value = last.native_value
@@ -345,25 +337,12 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
             self._attr_native_value = 0
             return
         value = self._value()
-        previous = self._attr_native_value
-        match description.accumulate:
-            case Accumulate.NONE:
-                self._attr_native_value = value
-            case Accumulate.TOTAL:
-                if isinstance(value, int | float) and not (
-                    isinstance(previous, int | float) and value < previous
-                ):
-                    self._attr_native_value = value
-            case Accumulate.DAILY:
-                ecu = self.ecu
-                day = ecu.today if ecu else None
-                if isinstance(value, int | float) and not (
-                    isinstance(previous, int | float)
-                    and value < previous
-                    and day == self._day
-                ):
-                    self._attr_native_value = value
-                    self._day = day
+        if not description.counter or isinstance(value, int | float):
+            # The service already ignores glitches and re-sent old records, so a
+            # lower counter is a real reset (a new ECU counter, a lost state file)
+            # and Home Assistant's statistics treat it as a new meter cycle.
+            self._attr_native_value = value
+        # else: an energy counter without a value keeps its last one (no gaps)
 
 
 class EcuSensor(EmaProxySensor):
