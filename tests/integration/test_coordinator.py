@@ -436,3 +436,29 @@ async def test_late_record_updates_counters(
     ecu = fresh_ecu(service, lifetime_energy_kwh=2128.4)
     await wait_for_seq(coordinator, await service.record(ecu, late=True))
     assert state(hass, ECU_LIFETIME) == "2128.4"
+
+
+async def test_event_while_unloading_adds_no_entities(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record that arrives while the platforms unload does not bring them back."""
+    coordinator = init_integration.runtime_data
+    unload_platforms = hass.config_entries.async_unload_platforms
+
+    async def unload_then_event(*args: Any) -> bool:
+        result = await unload_platforms(*args)
+        # The listener still runs until shutdown: an event lands now.
+        await wait_for_seq(coordinator, await service.record(fresh_ecu(service)))
+        await hass.async_block_till_done()
+        return result
+
+    monkeypatch.setattr(
+        hass.config_entries, "async_unload_platforms", unload_then_event
+    )
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    power = hass.states.get("sensor.ecu_r_216000064136_power")
+    assert power is None or power.state == STATE_UNAVAILABLE

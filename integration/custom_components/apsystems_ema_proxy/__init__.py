@@ -25,9 +25,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) -> 
 
 async def async_unload_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) -> bool:
     """Unload the platforms and close the connection."""
+    coordinator = entry.runtime_data
+    coordinator.accepting_entities = False
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        await entry.runtime_data.async_shutdown()
+        await coordinator.async_shutdown()
+    else:
+        coordinator.accepting_entities = True
     return unloaded
 
 

@@ -73,6 +73,8 @@ class EmaProxyCoordinator:
         self._unsub_expiry: CALLBACK_TYPE | None = None
         # Unique ids of the entities created so far; platforms share this set.
         self.added_unique_ids: set[str] = set()
+        # False while the platforms unload: an event then must not add entities.
+        self.accepting_entities = True
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -25,6 +25,8 @@ def async_add_dynamic_entities(
 
     @callback
     def add_new_entities() -> None:
+        if not coordinator.accepting_entities:
+            return
         new = [
             entity
             for entity in entities(coordinator)
