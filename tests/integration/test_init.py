@@ -295,7 +295,11 @@ async def test_remove_entry_clears_issues(
 ) -> None:
     """Removing the entry removes its repair issues."""
     ecu = service.state["ecus"][CAPTURE_ECU]
-    ecu["inverters"][YC600_ID]["raw"] = "0700ABCDEF"
+    ecu["inverters"][YC600_ID] |= {
+        "type_code": "99",
+        "family": "unknown",
+        "raw": "408000111178990123END",
+    }
     coordinator = init_integration.runtime_data
     await wait_for_seq(coordinator, await service.record(ecu))
     await hass.async_block_till_done()

@@ -149,3 +149,29 @@ async def test_unknown_inverter_type(
     power = hass.states.get("sensor.inverter_408000111178_power")
     assert power is not None
     assert power.state == "35.0"
+
+
+async def test_unreadable_block_of_a_known_type_raises_no_issue(
+    hass: HomeAssistant,
+    service: FakeService,
+    mock_config_entry: MockConfigEntry,
+    issue_registry: ir.IssueRegistry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A YC600 block the service could not read once is not an 'unknown type'."""
+    ecu = service.state["ecus"][CAPTURE_ECU]
+    ecu["inverters"][YC600_ID].update(
+        raw="40800011117807ZZZZEND", power_w=None, channels=[]
+    )
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    issue_id = f"unknown_inverter_{mock_config_entry.entry_id}_{YC600_ID}"
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+    device = device_registry.async_get_device_by_identifier(
+        (DOMAIN, YC600_ID), mock_config_entry.entry_id
+    )
+    assert device is not None
+    assert device.model == "YC600"
+    assert hass.states.get("sensor.yc600_408000111178_power") is not None

@@ -69,7 +69,7 @@ def async_register_inverter(
     hass: HomeAssistant, entry: ConfigEntry, ecu_id: str, inverter: InverterState
 ) -> dr.DeviceEntry:
     """Register an inverter, linked to its ECU."""
-    family = inverter.family if inverter.raw is None else "Inverter"
+    family = "Inverter" if inverter.unknown_type else inverter.family
     return dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, inverter.id)},

@@ -78,7 +78,7 @@ def async_update_state_issues(
     wanted: set[str] = set()
     for ecu in coordinator.state.ecus.values():
         for inverter in ecu.inverters.values():
-            if inverter.raw is None:
+            if not inverter.unknown_type:
                 continue
             issue_id = f"{ISSUE_UNKNOWN_INVERTER_PREFIX}{entry_id}_{inverter.id}"
             wanted.add(issue_id)
@@ -94,7 +94,7 @@ def async_update_state_issues(
                     "inverter_id": inverter.id,
                     "type_code": inverter.type_code or "?",
                     "ecu_id": ecu.ecu_id,
-                    "raw": inverter.raw,
+                    "raw": inverter.raw or "",
                 },
             )
     for issue_id in _unknown_inverter_issues(hass, entry_id) - wanted:

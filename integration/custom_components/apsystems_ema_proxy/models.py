@@ -317,6 +317,11 @@ class InverterState:
         )
 
     @property
+    def unknown_type(self) -> bool:
+        """Return True when the service does not know this inverter's type code."""
+        return self.family == "unknown"
+
+    @property
     def three_phase(self) -> bool:
         """Return True for inverters that report one voltage per grid phase."""
         return self.phase_voltages_v is not None

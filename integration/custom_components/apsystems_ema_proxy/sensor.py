@@ -277,7 +277,7 @@ def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
         for ecu_description in ECU_SENSORS:
             yield EcuSensor(coordinator, ecu_description, ecu.ecu_id)
         for inverter in ecu.inverters.values():
-            if inverter.raw is not None:
+            if inverter.unknown_type:
                 # Unknown layout: only the online sensor and a repair issue.
                 continue
             descriptions = list(INVERTER_SENSORS)
