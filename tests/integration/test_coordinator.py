@@ -427,6 +427,11 @@ async def test_ecu_status_updates_upload_sensor(
     await wait_for_seq(coordinator, seq)
     assert state(hass, ECU_UPLOAD) == STATE_UNKNOWN
 
+    # Cloudless mode uploads nothing: neither connected nor disconnected.
+    seq = await service.ecu_status(CAPTURE_ECU, {"result": "cloudless", "at": at})
+    await wait_for_seq(coordinator, seq)
+    assert state(hass, ECU_UPLOAD) == STATE_UNKNOWN
+
 
 async def test_late_record_updates_counters(
     hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
@@ -462,3 +467,22 @@ async def test_event_while_unloading_adds_no_entities(
     await hass.async_block_till_done()
     power = hass.states.get("sensor.ecu_r_216000064136_power")
     assert power is None or power.state == STATE_UNAVAILABLE
+
+
+async def test_inverter_missing_from_the_newest_record_reads_zero(
+    hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
+) -> None:
+    """An inverter the service reports offline shows 0 W, keeps its energy."""
+    coordinator = init_integration.runtime_data
+    energy_before = state(hass, YC600_ENERGY)
+    ecu = fresh_ecu(service)
+    ecu["inverters"][YC600_ID]["online"] = False
+    await wait_for_seq(coordinator, await service.record(ecu))
+    await hass.async_block_till_done()
+    assert state(hass, YC600_POWER) == "0"
+    assert state(hass, YC600_CH1_POWER) == "0"
+    assert state(hass, YC600_CH1_VOLTAGE) == STATE_UNAVAILABLE
+    assert state(hass, YC600_FREQUENCY) == STATE_UNAVAILABLE
+    assert state(hass, YC600_ENERGY) == energy_before
+    assert state(hass, YC600_ONLINE) == STATE_OFF
+    assert state(hass, "sensor.qs1_806000011223_power") != "0"  # still reporting

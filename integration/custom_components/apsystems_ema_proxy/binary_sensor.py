@@ -36,8 +36,11 @@ class InverterBinarySensorEntityDescription(BinarySensorEntityDescription):
 
 
 def _upload_ok(ecu: EcuState) -> bool | None:
-    """Return whether the last upload reached EMA; None before the first one."""
-    if ecu.upstream.result is None:
+    """Return whether the last upload reached EMA; None before the first one.
+
+    In cloudless mode nothing is uploaded, so there is nothing to judge either.
+    """
+    if ecu.upstream.result in (None, "cloudless"):
         return None
     return ecu.upstream.result == "ok"
 

@@ -89,9 +89,15 @@ class EmaProxyEntity(Entity):
 
     @property
     def stale(self) -> bool:
-        """Return True when the ECU or inverter sent nothing for too long."""
+        """Return True when the ECU or inverter sent nothing for too long.
+
+        An inverter missing from the ECU's newest record (the service reports it
+        offline) counts as stale at once: it is not producing right now.
+        """
         if self.inverter_id is not None:
             inverter = self.inverter_state
+            if inverter is not None and not inverter.online:
+                return True
             return self.coordinator.is_stale(inverter.last_seen if inverter else None)
         ecu = self.ecu
         return self.coordinator.is_stale(ecu.last_seen if ecu else None)
