@@ -486,3 +486,27 @@ async def test_inverter_missing_from_the_newest_record_reads_zero(
     assert state(hass, YC600_ENERGY) == energy_before
     assert state(hass, YC600_ONLINE) == STATE_OFF
     assert state(hass, "sensor.qs1_806000011223_power") != "0"  # still reporting
+
+
+async def test_reinstalled_service_is_taken_up_by_a_reload(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    wait_for_state: WaitForState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service that comes back with a new server id is set up afresh."""
+    coordinator = init_integration.runtime_data
+    attempts = count_connects(coordinator, monkeypatch)
+    await service.stop()
+    await wait_for_state(ECU_POWER, lambda s: s == STATE_UNAVAILABLE)
+    new_id = "0" * 32
+    service.server_id = new_id
+    service.state["server_id"] = new_id
+    await service.start()
+    await next_attempt(hass, attempts)
+    await hass.async_block_till_done()
+    assert init_integration.unique_id == new_id
+    await wait_for_state(ECU_POWER, lambda s: s == "190.0")
+    listens = [c for c in service.commands if c["command"] == "start_listening"]
+    assert "since" not in listens[-1]  # the new service sends its full state

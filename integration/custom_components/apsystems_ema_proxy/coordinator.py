@@ -175,7 +175,7 @@ class EmaProxyCoordinator:
         while True:
             if not self.client.connected:
                 try:
-                    await self.client.connect()
+                    info = await self.client.connect()
                 except InvalidAuth as err:
                     self._set_disconnected(err)
                     self.entry.async_start_reauth(self.hass)
@@ -194,6 +194,16 @@ class EmaProxyCoordinator:
                     await self._async_wait(backoff_delay(attempt))
                     continue
                 issues.async_clear_incompatible_schema(self.hass, self.entry.entry_id)
+                if info.server_id != self.entry.unique_id:
+                    # A reinstalled service: its event numbers mean nothing to us.
+                    # Setting up again adopts the new id and takes its full state.
+                    LOGGER.info(
+                        "ECU proxy at %s came back as a new service; reloading",
+                        self.client.url,
+                    )
+                    self.last_seq = None
+                    self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
+                    return
             try:
                 await self.client.listen(
                     self._on_start, self._on_event, since=self.last_seq
