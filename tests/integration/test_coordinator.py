@@ -510,3 +510,28 @@ async def test_reinstalled_service_is_taken_up_by_a_reload(
     await wait_for_state(ECU_POWER, lambda s: s == "190.0")
     listens = [c for c in service.commands if c["command"] == "start_listening"]
     assert "since" not in listens[-1]  # the new service sends its full state
+
+
+async def test_inverter_follows_a_replacement_ecu(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """After an ECU swap the service lists the inverter twice; the newer one wins."""
+    coordinator = init_integration.runtime_data
+    new_ecu = fresh_ecu(service, ecu_id="216000099999", model="ECU-R")
+    new_ecu["inverters"] = {YC600_ID: new_ecu["inverters"][YC600_ID]}
+    new_ecu["inverters"][YC600_ID]["power_w"] = 321
+    await wait_for_seq(coordinator, await service.record(new_ecu))
+    await hass.async_block_till_done()
+    assert state(hass, YC600_POWER) == "321.0"
+    inverter = device_registry.async_get_device_by_identifier(
+        (DOMAIN, YC600_ID), init_integration.entry_id
+    )
+    parent = device_registry.async_get_device_by_identifier(
+        (DOMAIN, "216000099999"), init_integration.entry_id
+    )
+    assert inverter is not None
+    assert parent is not None
+    assert inverter.via_device_id == parent.id

@@ -3,7 +3,7 @@
 import asyncio
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -73,6 +73,7 @@ class EmaProxyCoordinator:
         self._unsub_expiry: CALLBACK_TYPE | None = None
         # Unique ids of the entities created so far; platforms share this set.
         self.added_unique_ids: set[str] = set()
+        self._parents: dict[str, str] = {}  # inverter id -> ECU it is linked to
         # False while the platforms unload: an event then must not add entities.
         self.accepting_entities = True
 
@@ -293,9 +294,14 @@ class EmaProxyCoordinator:
                 async_register_ecu(self.hass, self.entry, ecu)
                 self._registered.add(ecu.ecu_id)
             for inverter in ecu.inverters.values():
-                if inverter.id not in self._registered:
+                if inverter.id not in self._registered or (
+                    self._parents.get(inverter.id) != ecu.ecu_id
+                    and self.inverter(ecu.ecu_id, inverter.id) is inverter
+                ):
+                    # New, or moved to a replacement ECU: (re)link it there.
                     async_register_inverter(self.hass, self.entry, ecu.ecu_id, inverter)
                     self._registered.add(inverter.id)
+                    self._parents[inverter.id] = ecu.ecu_id
 
     @callback
     def async_forget_device(self, identifier: str) -> None:
@@ -309,10 +315,22 @@ class EmaProxyCoordinator:
         return self.state.ecus.get(ecu_id)
 
     def inverter(self, ecu_id: str, inverter_id: str) -> InverterState | None:
-        """Return the state of one inverter."""
-        if (ecu := self.state.ecus.get(ecu_id)) is None:
-            return None
-        return ecu.inverters.get(inverter_id)
+        """Return the state of one inverter, from the ECU that reported it last.
+
+        After an ECU is replaced the service lists the inverter under both ECUs;
+        the newer report wins, so the inverter's sensors follow the new ECU.
+        """
+        newest: InverterState | None = None
+        newest_key = (datetime.min.replace(tzinfo=UTC), False)
+        for ecu in self.state.ecus.values():
+            found = ecu.inverters.get(inverter_id)
+            if found is None:
+                continue
+            # Newest report first; on a tie the entity's own ECU.
+            key = (_seen(found), ecu.ecu_id == ecu_id)
+            if newest is None or key > newest_key:
+                newest, newest_key = found, key
+        return newest
 
     def is_stale(self, last_seen: datetime | None) -> bool:
         """Return True when nothing was received for longer than the timeout."""
@@ -414,3 +432,8 @@ class EmaProxyCoordinator:
                 "requires_auth": info.requires_auth,
             },
         }
+
+
+def _seen(inverter: InverterState) -> datetime:
+    """Return when the inverter was last reported (the epoch if never)."""
+    return inverter.last_seen or datetime.min.replace(tzinfo=UTC)

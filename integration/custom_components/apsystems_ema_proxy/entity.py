@@ -116,7 +116,11 @@ class EmaProxyEntity(Entity):
         """Follow the coordinator's updates for this ECU."""
         await super().async_added_to_hass()
         self.async_on_remove(
-            self.coordinator.async_add_listener(self.ecu_id, self._handle_update)
+            # An inverter may move to a replacement ECU: its entities follow every
+            # ECU's updates (see EmaProxyCoordinator.inverter).
+            self.coordinator.async_add_listener(
+                self.ecu_id if self.inverter_id is None else None, self._handle_update
+            )
         )
         self._update_from_state()
 
