@@ -97,6 +97,8 @@ async def service(
             "port": 8995,
             "direction": "ecu_to_ema",
             "peer": "192.168.1.50:40112",
+            "size": 302,
+            "truncated": False,
             "raw": (FIXTURES.parent.parent / "fixtures" / "vectors")
             .joinpath("ECU-R_YC600-QS1_1.txt")
             .read_text(),

@@ -37,6 +37,7 @@ class UpstreamDataType(TypedDict):
     result: str | None
     at: str | None
     rtt_ms: NotRequired[float | None]
+    detail: NotRequired[str | None]
 
 
 class ChannelDataType(TypedDict):
@@ -227,6 +228,7 @@ class Upstream:
     result: str | None = None
     at: datetime | None = None
     rtt_ms: float | None = None
+    detail: str | None = None  # why an upload failed, in the service's words
 
     @classmethod
     def from_message(cls, data: Any) -> Upstream:
@@ -237,6 +239,7 @@ class Upstream:
             result=_str(data.get("result")),
             at=_utc_datetime(data.get("at")),
             rtt_ms=_float(data.get("rtt_ms")),
+            detail=_str(data.get("detail")),
         )
 
 
@@ -528,6 +531,8 @@ class Frame:
     peer: str | None
     raw: str
     decoded: Mapping[str, Any]
+    size: int | None = None  # bytes of the whole frame
+    truncated: bool = False  # raw holds only the first part of the frame
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Frame:
@@ -541,4 +546,6 @@ class Frame:
             peer=_str(data.get("peer")),
             raw=_str(data.get("raw")) or "",
             decoded=dict(decoded) if isinstance(decoded, Mapping) else {},
+            size=_int(data.get("size")),
+            truncated=data.get("truncated") is True,
         )
