@@ -397,7 +397,7 @@ async def test_new_inverter_and_ecu_appear_without_reload(
 async def test_inverter_added_for_unknown_ecu_waits_for_its_record(
     hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
 ) -> None:
-    """An inverter of an ECU not seen yet is ignored until the ECU's record."""
+    """An unknown ECU's inverter waits for its record; its status makes it known."""
     coordinator = init_integration.runtime_data
     inverter = copy.deepcopy(service.state["ecus"][CAPTURE_ECU]["inverters"][YC600_ID])
     inverter["id"] = "408000999999"
@@ -408,7 +408,10 @@ async def test_inverter_added_for_unknown_ecu_waits_for_its_record(
         "ecu_status", {"ecu_id": "216000000002", "upstream": {"result": "ok"}}
     )
     await wait_for_seq(coordinator, seq)
-    assert "216000000002" not in coordinator.state.ecus
+    ecu = coordinator.state.ecus["216000000002"]
+    assert ecu.upstream.result == "ok"
+    assert ecu.inverters == {}
+    assert ecu.power_w is None
     assert hass.states.get("sensor.yc600_408000999999_power") is None
 
 

@@ -349,6 +349,11 @@ class EcuState:
     inverters: Mapping[str, InverterState] = field(default_factory=dict)
 
     @classmethod
+    def empty(cls, ecu_id: str) -> EcuState:
+        """Return an ECU known by id only, with no record yet."""
+        return cls.from_message({"ecu_id": ecu_id})
+
+    @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> EcuState:
         """Build from an ECU object."""
         ecu_id = _require_str(data, "ecu_id", "ecu")
@@ -418,8 +423,9 @@ class ProxyState:
                 inverters[event.inverter.id] = event.inverter
                 ecus[event.ecu_id] = dataclasses.replace(ecu, inverters=inverters)
             case EcuStatusEvent():
-                if (ecu := ecus.get(event.ecu_id)) is None:
-                    return self
+                # An ECU may be heard from (an upload attempt) before its first
+                # record: the service then keeps it, so do the same.
+                ecu = ecus.get(event.ecu_id) or EcuState.empty(event.ecu_id)
                 ecus[event.ecu_id] = dataclasses.replace(ecu, upstream=event.upstream)
         return dataclasses.replace(self, ecus=ecus)
 
