@@ -116,6 +116,21 @@ async def serve_relay(port: int) -> None:
     await asyncio.Event().wait()
 
 
+# With two or more CPUs the forwarders (our relay, socat) share one core and the
+# client and stand-in EMA the other, so both forwarders meet the same contention
+# instead of whatever the scheduler happens to do in each round.
+CPUS = sorted(os.sched_getaffinity(0))
+PINNED = len(CPUS) >= 2
+ENDS_CPU = {CPUS[0]}
+FORWARDER_CPU = {CPUS[-1]}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin a process (0: this one) to ``cpus`` when pinning."""
+    if PINNED:
+        os.sched_setaffinity(pid, cpus)
+
+
 def spawn(role: str, port: int) -> subprocess.Popen[str]:
     """Start this script as a child in the given role and wait until it listens."""
     proc = subprocess.Popen(
@@ -124,6 +139,7 @@ def spawn(role: str, port: int) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "addon")},
     )
+    pin(proc.pid, ENDS_CPU if role == "ema" else FORWARDER_CPU)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError(f"{role} did not start")
@@ -230,11 +246,37 @@ def report(title: str, samples: dict[str, list[int]]) -> None:
     print(f"relay added p99 < 2 ms: {'yes' if relay99 < 2000 else 'NO'}")
 
 
+def report_rounds(rounds: list[dict[str, list[int]]]) -> None:
+    """Print the added p50 of each round and the median relay/socat ratio.
+
+    Rounds a few seconds apart see different background load; the median of the
+    per-round ratios is steadier than one long run.
+    """
+    ratios: list[float] = []
+    print(f"\nPer round ({len(rounds)} rounds): added p50, relay vs socat")
+    for n, samples in enumerate(rounds, 1):
+        direct = pct(samples["direct"], 50)
+        relay = pct(samples["relay"], 50) - direct
+        socat = pct(samples["socat"], 50) - direct
+        ratio = relay / socat if socat > 0 else float("inf")
+        ratios.append(ratio)
+        line = f"round {n}: relay {relay:7.1f} us  socat {socat:7.1f} us"
+        print(f"{line}  ratio {ratio:5.2f}")
+    median = statistics.median(ratios)
+    verdict = "met" if median <= 1.5 else "NOT met"
+    print(
+        f"median relay/socat added p50 ratio: {median:.2f} (target <= 1.5: {verdict})"
+    )
+
+
 def main() -> None:
     """Run the comparison, or a child role."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchanges", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="persistent-connection rounds"
+    )
     parser.add_argument("--ema", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -262,6 +304,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
     )
+    pin(children[-1].pid, FORWARDER_CPU)  # socat's forks inherit it
+    pin(0, ENDS_CPU)  # the measuring client
     try:
         wait_listening(SOCAT_HOST, port)
         targets = {
@@ -273,7 +317,15 @@ def main() -> None:
             f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; record "
             f"{len(CAPTURE)} B, reply {len(ACK)} B"
         )
-        report("Persistent connection", persistent(targets, args.exchanges))
+        if PINNED:
+            print(
+                f"pinned: client and EMA on CPU {min(ENDS_CPU)}, "
+                f"relay and socat on CPU {min(FORWARDER_CPU)}"
+            )
+        rounds = [persistent(targets, args.exchanges) for _ in range(args.rounds)]
+        pooled = {name: [v for r in rounds for v in r[name]] for name in targets}
+        report("Persistent connection, all rounds pooled", pooled)
+        report_rounds(rounds)
         report("New connection per exchange", per_connection(targets, args.connections))
     finally:
         for child in children:
