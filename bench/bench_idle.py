@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
+from loopback import free_port
 
 if TYPE_CHECKING:
     from ecu_proxy.models import FrameEvent, UpstreamReport
@@ -40,20 +41,6 @@ def raise_fd_limit() -> None:
     """Allow as many open files as the hard limit permits."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    """Return a port free on both loopback addresses."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((EMA_HOST, 0))
-            port = int(probe.getsockname()[1])
-        with socket.socket() as other:
-            try:
-                other.bind((RELAY_HOST, port))
-            except OSError:
-                continue
-        return port
 
 
 async def serve_ema(port: int, expected: int) -> None:
@@ -141,7 +128,7 @@ def main() -> None:
         return
 
     count = args.connections
-    port = free_port()
+    port = free_port(EMA_HOST, RELAY_HOST)
     ema = spawn(["--ema", str(port), "--connections", str(count)])
     relay = spawn(["--relay", str(port), "--connections", str(count)])
     clients: list[socket.socket] = []

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
+from loopback import free_port
 
 if TYPE_CHECKING:
     from ecu_proxy.models import FrameEvent, UpstreamReport
@@ -47,23 +48,6 @@ ACK = b"10120240206112214"
 EMA_HOST = "127.0.0.2"
 RELAY_HOST = "127.0.0.1"
 SOCAT_HOST = "127.0.0.3"
-
-
-def free_port() -> int:
-    """Return a port free on all three loopback addresses."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((EMA_HOST, 0))
-            port = int(probe.getsockname()[1])
-        ok = True
-        for host in (RELAY_HOST, SOCAT_HOST):
-            with socket.socket() as other:
-                try:
-                    other.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
 
 
 # -- child processes ----------------------------------------------------------
@@ -291,7 +275,7 @@ def main() -> None:
     socat = shutil.which("socat")
     if socat is None:
         sys.exit("socat is not installed (Debian: apt-get install socat)")
-    port = free_port()
+    port = free_port(EMA_HOST, RELAY_HOST, SOCAT_HOST)
     children: list[subprocess.Popen[Any]] = [spawn("ema", port), spawn("relay", port)]
     children.append(
         subprocess.Popen(

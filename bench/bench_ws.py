@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.hub import Event, Hub
 from ecu_proxy.models import DecodedFrame, Direction, FrameEvent, RelayCounters
 from ecu_proxy.options import Options
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = (
@@ -296,25 +296,11 @@ async def run_pushed(
         proc.wait(timeout=30)
 
 
-def free_port() -> int:
-    """Return a port free on both the service and the EMA loopback addresses."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((EMA_HOST, 0))
-            port = int(probe.getsockname()[1])
-        with socket.socket() as other:
-            try:
-                other.bind((SERVICE_HOST, port))
-            except OSError:
-                continue
-        return port
-
-
 async def run_relay(
     count: int, clients: int, interval: float, delay: float
 ) -> list[float]:
     """Upload records through the relay; return ECU-send to event latencies in ms."""
-    port = free_port()
+    port = free_port(EMA_HOST, SERVICE_HOST)
 
     async def ema(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
