@@ -293,3 +293,20 @@ def test_apparmor_profile_compiles(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "compiled").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/init", "/package/**", "/command/**", "/usr/lib/bashio/**"]
+)
+def test_apparmor_lets_interpreters_read_the_scripts_they_run(path: str) -> None:
+    # s6-overlay's entry points are shell and execline scripts: executing one
+    # means its interpreter opens it for reading, which x alone does not allow.
+    top = profile_text().split("\n  profile ", 1)[0]
+    modes = re.findall(rf"^\s*{re.escape(path)}\s+(\w+),", top, re.M)
+    assert modes, path
+    assert all("r" in m and "x" in m for m in modes), (path, modes)
+
+
+def test_apparmor_lets_the_container_receive_stop_signals() -> None:
+    top = profile_text().split("\n  profile ", 1)[0]
+    assert re.search(r"^\s*signal \(receive\) peer=unconfined,", top, re.M)
