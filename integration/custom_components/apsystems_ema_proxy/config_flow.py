@@ -3,7 +3,6 @@
 from collections.abc import Mapping
 from typing import Any, override
 
-import probatio
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
@@ -23,6 +22,11 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
+try:
+    import probatio as vol
+except ImportError:  # pragma: no cover - older Cores validate with voluptuous
+    import voluptuous as vol  # type: ignore[no-redef]
+
 from .client import Client, build_url, normalize_url
 from .const import (
     CONF_ADDON_SLUG,
@@ -39,16 +43,16 @@ from .models import ServerInfo
 
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
-CONNECTION_SCHEMA = probatio.Schema(
+CONNECTION_SCHEMA = vol.Schema(
     {
-        probatio.Required(CONF_URL): TextSelector(),
-        probatio.Optional(CONF_TOKEN): TOKEN_SELECTOR,
+        vol.Required(CONF_URL): TextSelector(),
+        vol.Optional(CONF_TOKEN): TOKEN_SELECTOR,
     }
 )
-TOKEN_SCHEMA = probatio.Schema({probatio.Optional(CONF_TOKEN): TOKEN_SELECTOR})
-OPTIONS_SCHEMA = probatio.Schema(
+TOKEN_SCHEMA = vol.Schema({vol.Optional(CONF_TOKEN): TOKEN_SELECTOR})
+OPTIONS_SCHEMA = vol.Schema(
     {
-        probatio.Required(
+        vol.Required(
             CONF_NO_DATA_TIMEOUT, default=DEFAULT_NO_DATA_TIMEOUT
         ): NumberSelector(
             NumberSelectorConfig(
