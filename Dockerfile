@@ -40,7 +40,8 @@ LABEL \
     org.opencontainers.image.licenses="Apache-2.0" \
     org.opencontainers.image.source="https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
 
-EXPOSE 8995/tcp 8996/tcp 8997/tcp 8990/tcp
+EXPOSE 8995/tcp 8996/tcp 8997/tcp 8990/tcp \
+    8998/tcp 9001/tcp 9002/tcp 9003/tcp 9004/tcp 9220/tcp 9222/tcp 9227/tcp 9228/tcp
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8990/api/health', timeout=8)"]

@@ -319,9 +319,26 @@ def test_config_identity(config: dict[str, Any]) -> None:
     assert config["discovery"] == [DISCOVERY_SERVICE] == [DOMAIN]
 
 
+SPARE_PORTS = (8998, 9001, 9002, 9003, 9004, 9220, 9222, 9227, 9228)
+
+
 def test_ports(config: dict[str, Any]) -> None:
     relay = {f"{port}/tcp": port for port in DEFAULT_PORTS}
-    assert config["ports"] == {**relay, f"{DEFAULT_API_PORT}/tcp": None}
+    # Ports the ECU's host name also serves: declared, unmapped until a user who
+    # adds one to extra_ports maps it under Network.
+    spare = {f"{port}/tcp": None for port in SPARE_PORTS}
+    assert config["ports"] == {**relay, f"{DEFAULT_API_PORT}/tcp": None, **spare}
+
+
+def test_extra_ports_can_only_name_declared_ports(config: dict[str, Any]) -> None:
+    declared = {int(key.split("/")[0]) for key in config["ports"]}
+    assert set(SPARE_PORTS) <= declared
+    assert (
+        "Network"
+        in load_yaml("translations/en.yaml")["configuration"]["extra_ports"][
+            "description"
+        ]
+    )
 
 
 def test_config_folder_is_writable_for_the_installer(config: dict[str, Any]) -> None:
