@@ -155,13 +155,20 @@ class UpstreamResolver:
                 f"cannot resolve {self._host} through DNS {servers}: {err}"
             ) from err
         addresses = [rdata.to_text() for rdata in answer]
+        # EMA is on the internet. A private or local answer means the resolver
+        # carries the local rewrite: it points at the Home Assistant host, which
+        # inside the container cannot be told apart from any other LAN address.
         usable: list[str] = [
-            ip for ip in addresses if self._allow_local or not is_local_address(ip)
+            ip
+            for ip in addresses
+            if self._allow_local
+            or (ipaddress.ip_address(ip).is_global and not is_local_address(ip))
         ]
         if not usable:
             raise UpstreamError(
-                f"public DNS gives {self._host} = {', '.join(addresses)}, which is "
-                "this host; refusing to forward to ourselves (that would be a loop)"
+                f"DNS {servers} gives {self._host} = {', '.join(addresses)}, a "
+                "local address (probably your own rewrite); refusing to forward "
+                "there, it would loop back - use resolvers without the rewrite"
             )
         return usable[0]
 

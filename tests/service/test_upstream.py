@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 HOST = "ecu.ema.example"
-PUBLIC = "203.0.113.10"
-OTHER_PUBLIC = "198.51.100.20"
+# Public addresses (EMA lives on the internet); nothing here connects to them.
+PUBLIC = "3.67.1.32"
+OTHER_PUBLIC = "18.192.10.20"
 
 
 @pytest.fixture
@@ -146,11 +147,15 @@ async def test_corrupt_stored_address_is_ignored(
     assert await resolver_for(dns_server, tmp_path).address() == PUBLIC
 
 
-async def test_dns_answer_pointing_at_this_host_is_refused(
-    dns_server: StandInDns, tmp_path: Path
+@pytest.mark.parametrize("answer", ["127.0.0.1", "192.168.1.10", "10.0.0.5"])
+async def test_dns_answer_pointing_at_a_local_address_is_refused(
+    dns_server: StandInDns, tmp_path: Path, answer: str
 ) -> None:
-    dns_server.records[HOST] = ["127.0.0.1"]
-    with pytest.raises(UpstreamError, match="refusing to forward to ourselves"):
+    # A resolver that carries the rewrite answers with the Home Assistant host's
+    # LAN address, which the container cannot recognise as its own: any
+    # non-public answer is refused.
+    dns_server.records[HOST] = [answer]
+    with pytest.raises(UpstreamError, match="local address.*loop back"):
         await resolver_for(dns_server, tmp_path).address()
     assert not (tmp_path / ADDRESS_FILE).exists()
 
