@@ -155,7 +155,7 @@ async def test_dns_answer_pointing_at_a_local_address_is_refused(
     # LAN address, which the container cannot recognise as its own: any
     # non-public answer is refused.
     dns_server.records[HOST] = [answer]
-    with pytest.raises(UpstreamError, match="local address.*loop back"):
+    with pytest.raises(UpstreamError, match=r"local address.*loop back"):
         await resolver_for(dns_server, tmp_path).address()
     assert not (tmp_path / ADDRESS_FILE).exists()
 
