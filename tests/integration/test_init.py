@@ -187,7 +187,7 @@ async def test_hub_links_to_addon(
     assert await hass.config_entries.async_setup(entry.entry_id)
     hub = _device(device_registry, entry, SERVER_ID)
     assert hub is not None
-    assert hub.configuration_url == "homeassistant://app/abc_ecu_proxy"
+    assert hub.configuration_url == "homeassistant://hassio/addon/abc_ecu_proxy/info"
     assert hub.sw_version == "0.1.0"
 
 

@@ -37,6 +37,7 @@ from .const import (
     LOGGER,
     MAX_NO_DATA_TIMEOUT,
     MIN_NO_DATA_TIMEOUT,
+    addon_page_url,
 )
 from .exceptions import IncompatibleSchema, InvalidAuth, ProxyClientError
 from .models import ServerInfo
@@ -186,7 +187,7 @@ class EmaProxyConfigFlow(ConfigFlow, domain=DOMAIN):
         self._name = discovery_info.name or DEFAULT_NAME
         self.context["title_placeholders"] = {"name": self._name}
         if slug:
-            self.context["configuration_url"] = f"homeassistant://app/{slug}"
+            self.context["configuration_url"] = addon_page_url(slug)
         return await self.async_step_hassio_confirm()
 
     async def async_step_hassio_confirm(

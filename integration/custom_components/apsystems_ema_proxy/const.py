@@ -36,3 +36,8 @@ DIAGNOSTICS_FRAMES: Final = 20
 ISSUE_NO_ECU_DATA: Final = "no_ecu_data"
 ISSUE_INCOMPATIBLE_SCHEMA: Final = "incompatible_schema"
 ISSUE_UNKNOWN_INVERTER_PREFIX: Final = "unknown_inverter_"
+
+
+def addon_page_url(slug: str) -> str:
+    """Return the link to the add-on's page in Home Assistant."""
+    return f"homeassistant://hassio/addon/{slug}/info"

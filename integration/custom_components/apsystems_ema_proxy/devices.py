@@ -6,7 +6,14 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .const import CONF_ADDON_SLUG, DEFAULT_NAME, DOMAIN, EMA_URL, MANUFACTURER
+from .const import (
+    CONF_ADDON_SLUG,
+    DEFAULT_NAME,
+    DOMAIN,
+    EMA_URL,
+    MANUFACTURER,
+    addon_page_url,
+)
 from .models import EcuState, InverterState, ServerInfo
 
 
@@ -41,7 +48,7 @@ def async_register_hub(
         name=DEFAULT_NAME,
         model="ECU Proxy",
         sw_version=info.version,
-        configuration_url=f"homeassistant://app/{slug}" if slug else None,
+        configuration_url=addon_page_url(slug) if slug else None,
     )
 
 
