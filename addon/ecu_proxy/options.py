@@ -76,6 +76,15 @@ class Options:
         for resolver in self.dns_resolvers:
             if not _is_ip(resolver):
                 raise OptionsError(f"DNS resolver {resolver!r} is not an IP address")
+        if (
+            self.mode is Mode.FORWARD
+            and not self.dns_resolvers
+            and not _is_ip(self.ema_host)
+        ):
+            raise OptionsError(
+                "dns_resolvers is empty: list public DNS servers to find "
+                f"{self.ema_host}, or set ema_host to an IP address"
+            )
         for ecu_id in self.allowed_ecu_ids:
             if not is_ecu_id(ecu_id):
                 raise OptionsError(f"allowed ECU id {ecu_id!r} is not 12 digits")

@@ -110,11 +110,17 @@ def test_bad_option_values_name_the_option(
         (Options(idle_timeout=0), "positive"),
         (Options(max_connections=0), "max_connections"),
         (Options(ports=()), "no relay ports"),
+        (Options(dns_resolvers=()), "dns_resolvers is empty"),
     ],
 )
 def test_validation_rejects(options: Options, message: str) -> None:
     with pytest.raises(OptionsError, match=message):
         options.validate()
+
+
+def test_no_resolvers_is_fine_without_a_name_to_resolve() -> None:
+    assert Options(dns_resolvers=(), ema_host="3.67.1.32").validate()
+    assert Options(dns_resolvers=(), mode=Mode.CLOUDLESS).validate()
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
