@@ -195,16 +195,43 @@ def _stage_copy(bundle: Path, components: Path) -> Path:
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
         staged.chmod(0o755)
+        _sync_tree(staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     return staged
 
 
+def _sync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` to disk before it is renamed in.
+
+    Without this a power cut soon after the rename can leave empty files under the
+    final name, which a later start would take for a foreign folder.
+    """
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _sync_dir(Path(folder))
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make renames and new entries in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _swap_in(staged: Path, target: Path, components: Path, *, replacing: bool) -> None:
     """Rename the staged copy into place, moving an old version aside first."""
     if not replacing:
         os.rename(staged, target)
+        _sync_dir(components)
         return
     aside = Path(tempfile.mkdtemp(prefix=OLD_PREFIX, dir=components))
     aside.rmdir()
@@ -214,4 +241,5 @@ def _swap_in(staged: Path, target: Path, components: Path, *, replacing: bool) -
     except BaseException:
         os.rename(aside, target)
         raise
+    _sync_dir(components)
     shutil.rmtree(aside, ignore_errors=True)
