@@ -98,8 +98,7 @@ async def test_event_arrives_before_ema_answers(
         reply = await ecu.read_exactly(len(ACK), within=EMA_DELAY + 5)
         assert reply == ACK
         assert answered_at, "EMA never answered"
-        assert event_at < answered_at[0]
-        assert event_at - sent_at < EMA_DELAY / 2
+        assert sent_at < event_at < answered_at[0]
         assert record["ecu"]["power_w"] == 190
         status = await _next_event(ws, "ecu_status")
         assert status["upstream"]["result"] == "ok"
@@ -154,6 +153,7 @@ async def test_unreachable_ema_still_publishes_and_sends_no_reply(
         assert await ecu.read_to_eof() == b""
         status = await _next_event(ws, "ecu_status")
         assert status["upstream"]["result"] == "unreachable"
+        await ecu.close()
         await ws.close()
     finally:
         await service.stop()

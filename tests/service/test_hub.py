@@ -171,7 +171,8 @@ async def test_events_for_new_inverters_records_and_status(hub: Hub) -> None:
     hub.upstream_result(UpstreamReport(None, 8997, UpstreamResult.OK, RECEIVED))
     names = []
     for _ in range(4):
-        item = await sub.get()
+        async with asyncio.timeout(WAIT):
+            item = await sub.get()
         assert not isinstance(item, str)
         names.append((item.seq, item.name, item.data.get("late")))
     assert names == [
@@ -190,8 +191,9 @@ async def test_subscription_waits_for_listen_and_skips_old_events(hub: Hub) -> N
     assert sub.send("hello")
     sub.listen(after_seq=hub.last_seq)
     hub.frame_received(data(DAY + timedelta(minutes=5)))
-    assert await sub.get() == "hello"
-    item = await sub.get()
+    async with asyncio.timeout(WAIT):
+        assert await sub.get() == "hello"
+        item = await sub.get()
     assert not isinstance(item, str)
     assert item.seq == 3
     assert json.loads(item.json) == {
@@ -217,7 +219,8 @@ async def test_overflowing_subscription_is_dropped(hub: Hub) -> None:
     assert not other.overflowed.is_set()
     seqs = []
     for _ in range(6):
-        item = await other.get()
+        async with asyncio.timeout(WAIT):
+            item = await other.get()
         assert not isinstance(item, str)
         seqs.append(item.seq)
     assert seqs == [1, 2, 3, 4, 5, 6]

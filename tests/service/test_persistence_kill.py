@@ -121,28 +121,28 @@ def test_state_survives_kill_9_at_random_moments(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ADDON))
     previous: Snapshot | None = None
     reported = -1  # highest record index a child reported as saved
-    kills_mid_run = 0
+    kept_writing = 0  # rounds where the child saved more after its last report
     for _ in range(25):
         start = 0 if previous is None else max(previous.indices) - 3
         start -= start % 2
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", CHILD, str(data_dir), str(max(start, 0))],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
-        )
-        try:
+        ) as child:
+            # The child saves in a tight loop: the kill lands wherever it is,
+            # often in the middle of writing the next save.
             wanted = rng.choice([0, 1, 2, 5, 10, 20, 40])
             assert child.stdout is not None
+            round_reported = -1
             for _ in range(wanted):
                 line = child.stdout.readline()
                 assert line.startswith("saved "), line
-                reported = max(reported, int(line.split()[1]))
+                round_reported = int(line.split()[1])
             child.send_signal(signal.SIGKILL)
-            kills_mid_run += wanted > 0
-        finally:
-            child.kill()
             child.wait()
+        reported = max(reported, round_reported)
         assert child.returncode == -signal.SIGKILL
 
         now = read_state(data_dir)
@@ -152,6 +152,7 @@ def test_state_survives_kill_9_at_random_moments(tmp_path: Path) -> None:
             continue
         # everything a child said it saved is on disk
         assert max(now.indices) >= reported
+        kept_writing += round_reported >= 0 and max(now.indices) > round_reported
         # totals are exactly the energy of the records marked as counted
         assert now.ch1 == sum(channel1_mwh(i) for i in now.indices)
         assert now.ch2 == 1500 * len(now.indices)
@@ -166,6 +167,7 @@ def test_state_survives_kill_9_at_random_moments(tmp_path: Path) -> None:
             assert now.lifetime >= previous.lifetime
             assert now.last_seq >= previous.last_seq
         previous = now
-    assert kills_mid_run >= 10
+    # Observed, not assumed: some kills did hit a child that was still saving.
+    assert kept_writing >= 1
     assert previous is not None
     assert not list(data_dir.glob(f"{STATE_FILE}.corrupt-*"))

@@ -52,11 +52,12 @@ def resolver_for(
 def outbound_address() -> str:
     """Return this host's address on its default route (no packet is sent)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("203.0.113.1", 9))
-        except OSError:
-            return "0.0.0.0"
-        return str(sock.getsockname()[0])
+        # Routing only (UDP connect sends nothing). Without a route the test
+        # must fail rather than fall back to an address that is always local.
+        sock.connect(("203.0.113.1", 9))
+        address = str(sock.getsockname()[0])
+    assert address != "0.0.0.0"
+    return address
 
 
 async def test_resolves_through_the_given_dns_and_remembers_on_disk(
