@@ -4,7 +4,6 @@ started exactly as the run script starts it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -260,16 +259,28 @@ async def running_service(
             await process.wait()
 
 
-async def wait_for_health(port: int, process: asyncio.subprocess.Process) -> int:
-    """Poll the health route until it answers; fail if the service exits first."""
-    url = f"http://127.0.0.1:{port}/api/health"
-    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+async def wait_for_health(
+    port: int, process: asyncio.subprocess.Process
+) -> tuple[int, bytes]:
+    """Wait for the service's "API listening" log line, then ask /api/health once.
+
+    Returns the HTTP status and the log read so far (``communicate()`` returns
+    only the rest).
+    """
+    assert process.stderr is not None
+    seen: list[bytes] = []
+    async with asyncio.timeout(30):
         while True:
-            assert process.returncode is None, "the service exited during startup"
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url) as response:
-                    return response.status
-            await asyncio.sleep(0.05)
+            line = await process.stderr.readline()
+            assert line, "the service exited during startup:\n" + b"".join(seen).decode(
+                errors="replace"
+            )
+            seen.append(line)
+            if b"API listening on" in line:
+                break
+    url = f"http://127.0.0.1:{port}/api/health"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, b"".join(seen)
 
 
 async def test_run_script_starts_and_stops_on_sigterm(
@@ -277,13 +288,14 @@ async def test_run_script_starts_and_stops_on_sigterm(
 ) -> None:
     process, api_port, data = running_service
 
-    assert await wait_for_health(api_port, process) == 200
+    status, early_log = await wait_for_health(api_port, process)
+    assert status == 200
 
     # exec: the bash process became the service, so s6's SIGTERM reaches Python.
     process.send_signal(signal.SIGTERM)
     async with asyncio.timeout(15):
         _stdout, stderr = await process.communicate()
-    log = stderr.decode()
+    log = (early_log + stderr).decode()
     assert process.returncode == 0, log
     assert "Starting the APsystems ECU proxy" in log
     assert "Stopped; state saved" in log
@@ -397,14 +409,15 @@ async def test_run_script_under_supervisor(
     try:
         async with asyncio.timeout(30):
             await supervisor.posted.wait()
-        assert await wait_for_health(ports[1], process) == 200
+        status, early_log = await wait_for_health(ports[1], process)
+        assert status == 200
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             _stdout, stderr = await process.communicate()
         await server.close()
-    log = stderr.decode()
+    log = (early_log + stderr).decode()
     assert process.returncode == 0, log
     assert "Stopped; state saved" in log
     assert (data / "state.json").exists()
