@@ -11,6 +11,7 @@ shows kWh.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class StateFormatError(ValueError):
     """A persisted state document does not have the expected shape."""
 
 
-class RecordStatus:
-    """Why a data record was or was not applied (string constants)."""
+class RecordStatus(enum.StrEnum):
+    """Why a data record was or was not applied."""
 
     NEW = "new"
     LATE = "late"
@@ -58,7 +59,7 @@ class RecordOutcome:
     """What applying one data record changed."""
 
     ecu_id: str | None
-    status: str
+    status: RecordStatus
     new_ecu: bool = False
     added_inverters: tuple[str, ...] = ()
 
