@@ -1,7 +1,7 @@
 """Answer the ECU ourselves when uploads do not go on to EMA (mode ``cloudless``).
 
-The replies follow the formats the ECU firmware parses (protocol spec sections 4.1
-and 5.2): a data record is acknowledged as stored by listing its own timestamp (only
+The replies follow the formats the ECU firmware parses (docs/protocol.md §5.1
+and §7.4): a data record is acknowledged as stored by listing its own timestamp (only
 when the state really holds it, since the ECU may then delete it), the
 night-time reconciliation query gets the timestamps we hold for that ECU, and a
 command poll gets "no more commands". Everything else gets no reply.

@@ -1,6 +1,6 @@
 """Decode one frame of the ECU <-> EMA protocol into a ``DecodedFrame``.
 
-The facts are in SPEC.md sections 2-5 and 8; decisions where the spec is open are in
+The facts are in docs/protocol.md §3-§9; decisions where the spec is open are in
 docs/decoder.md. ``decode_frame`` never raises: anything it cannot make sense of comes
 back as kind ``invalid`` with an ``error`` saying why, and nothing is dropped (inverter
 blocks it cannot read are kept as text in ``Inverter.raw``).
@@ -24,7 +24,7 @@ APS15_BLOCK_LEN = 50
 RECONCILE_QUERY_LEN = 22
 TIMESTAMP_LEN = 14
 
-# EMA record type code -> (family, block length including END). SPEC.md 3.3-3.5, 8.3.
+# EMA record type code -> (family, block length including END). docs/protocol.md §4.3.
 BLOCK_TYPES: dict[str, tuple[str, int]] = {
     "03": ("YC500", 106),
     "04": ("YC1000", 147),
@@ -33,7 +33,7 @@ BLOCK_TYPES: dict[str, tuple[str, int]] = {
     "08": ("QS1", 128),
 }
 
-# ECU id prefix -> model, longest prefix first. SPEC.md 8.1.
+# ECU id prefix -> model, longest prefix first. docs/protocol.md §9.1.
 _ECU_MODELS = (
     ("2160", "ECU-R"),
     ("2162", "ECU-R Pro"),
@@ -42,7 +42,7 @@ _ECU_MODELS = (
     ("203", "ECU-3"),
 )
 
-# ECU block fields that must be digits, for error messages. SPEC.md 3.2.
+# ECU block fields that must be digits, for error messages. docs/protocol.md §4.2.
 _ECU_FIELDS = (
     (18, 30, "ECU id"),
     (30, 40, "power"),
@@ -102,7 +102,7 @@ def parse_wire_timestamp(text: str) -> datetime | None:
 
 
 def parse_signed_temperature(field: str) -> int | None:
-    """Decode the sign-coded temperature of type 03/05 blocks (SPEC.md 3.5).
+    """Decode the sign-coded temperature of type 03/05 blocks (docs/protocol.md §4.8).
 
     ``B`` + 2 digits = -10 and below, ``AB`` + digit = -9..-1, ``AA`` + digit = 0..9,
     ``A`` + 2 digits = 10..99, 3 digits = 100 and above. Returns None if malformed.
@@ -436,7 +436,7 @@ def _channel_group(block: str, offset: int, number: int) -> Channel:
 
 
 def _parse_yc600_qs1(block: str, code: str, family: str) -> Inverter | str:
-    """Types 07 (2 channels) and 08 (4 channels): SPEC.md 3.3, 3.4."""
+    """Types 07 (2 channels) and 08 (4 channels): docs/protocol.md §4.5, §4.6."""
     if not block[:-3].isdigit():
         return "non-digit characters"
     channels: list[Channel] = []
@@ -461,7 +461,7 @@ def _parse_yc600_qs1(block: str, code: str, family: str) -> Inverter | str:
 
 
 def _parse_yc1000(block: str, code: str, family: str) -> Inverter | str:
-    """Type 04, three-phase, 4 channels sharing one DC voltage: SPEC.md 3.5."""
+    """Type 04: three-phase, 4 channels, one DC voltage; docs/protocol.md §4.7."""
     if not block[:-3].isdigit():
         return "non-digit characters"
     dc_voltage = int(block[14:19]) / 10
@@ -538,7 +538,7 @@ _BLOCK_PARSERS: dict[str, Callable[[str, str, str], Inverter | str]] = {
     "08": _parse_yc600_qs1,
 }
 
-# APS15 (ECU-3) per-channel block: SPEC.md 5.5. Channel "0" = single-input inverter,
+# APS15 (ECU-3) per-input block, docs/protocol.md §4.10: channel "0" = single-input,
 # "A"/"B" = the two inputs of a YC500.
 _APS15_CHANNELS = {"0": 1, "A": 1, "B": 2}
 

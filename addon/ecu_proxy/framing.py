@@ -1,4 +1,4 @@
-"""Cut one direction of a TCP byte stream into frames (SPEC.md sections 2, 4.1, 5.5).
+"""Cut one direction of a TCP byte stream into frames (docs/protocol.md §3).
 
 Three kinds of frame travel on the ECU ports:
 

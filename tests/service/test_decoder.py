@@ -66,7 +66,7 @@ def test_capture_decodes_to_the_published_values() -> None:
         "08",
         "QS1",
     )
-    # The DC currents are the 3 digits after the voltage (PITFALLS 1.5).
+    # The DC currents are the 3 digits after the voltage (docs/protocol.md §4.4).
     assert [c.dc_current_a for c in yc600.channels] == [0.5, 0.5]
     assert [c.dc_current_a for c in qs1.channels] == [1.0, 1.2, 1.4, 1.4]
     assert [c.dc_voltage_v for c in qs1.channels] == [31.1, 34.2, 33.4, 32.9]

@@ -2,7 +2,7 @@
 
 The expectations are read from tests/fixtures/vectors/vectors.json, field by field;
 nothing here restates them. Fields the decoder does not report (raw header parts,
-undecoded inverter fields) are checked against the frame text at their SPEC offsets,
+undecoded inverter fields) are checked in the frame text at docs/protocol.md offsets,
 so a key nobody handles makes the test fail instead of passing unchecked.
 """
 
