@@ -187,3 +187,25 @@ def test_check_refuses_a_version_without_changelog_entry(tree: Path) -> None:
     result = release(tree, "--check")
     assert result.returncode == 1
     assert "CHANGELOG.md" in result.stderr
+
+
+def test_notes_print_the_changelog_entry(tree: Path) -> None:
+    add_changelog_entry(tree, "7.8.9")
+    result = release(tree, "--notes", "7.8.9")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "### Fixed\n\n- Something.\n"
+
+
+def test_notes_of_the_last_entry_stop_before_the_link_list(tree: Path) -> None:
+    version = versions(tree)["config.yaml"]
+    result = release(tree, "--notes", version)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("### ")
+    assert "## [" not in result.stdout
+    assert "]: https://" not in result.stdout
+
+
+def test_notes_refuse_a_version_without_entry(tree: Path) -> None:
+    result = release(tree, "--notes", "7.8.9")
+    assert result.returncode == 1
+    assert '"## [7.8.9]"' in result.stderr
