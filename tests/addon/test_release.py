@@ -59,7 +59,8 @@ def test_changelog_has_the_released_version() -> None:
 def test_root_manifest_is_the_integrations_manifest() -> None:
     # HACS reads manifest.json at the root (content_in_root) to learn the domain
     # and version of what the release zip installs.
-    assert (ROOT / "manifest.json").read_bytes() == (ROOT / MANIFEST).read_bytes()
+    root_copy = (ROOT / "manifest.json").read_bytes()
+    assert root_copy == (ROOT / MANIFEST).read_bytes(), f"cp {MANIFEST} manifest.json"
 
 
 def test_hacs_json() -> None:
@@ -209,3 +210,23 @@ def test_notes_refuse_a_version_without_entry(tree: Path) -> None:
     result = release(tree, "--notes", "7.8.9")
     assert result.returncode == 1
     assert '"## [7.8.9]"' in result.stderr
+
+
+def test_check_fails_when_the_root_manifest_is_stale(tree: Path) -> None:
+    manifest = json.loads((tree / MANIFEST).read_text())
+    manifest["dependencies"] = ["mqtt"]
+    (tree / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    result = release(tree, "--check")
+    assert result.returncode == 1
+    assert f"cp {MANIFEST} manifest.json" in result.stderr
+
+
+def test_release_brings_the_root_manifest_up_to_date(tree: Path) -> None:
+    manifest = json.loads((tree / MANIFEST).read_text())
+    manifest["dependencies"] = ["mqtt"]
+    (tree / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    add_changelog_entry(tree, "7.8.9")
+    result = release(tree, "7.8.9")
+    assert result.returncode == 0, result.stderr
+    assert (tree / "manifest.json").read_bytes() == (tree / MANIFEST).read_bytes()
+    assert json.loads((tree / "manifest.json").read_text())["dependencies"] == ["mqtt"]
