@@ -50,6 +50,14 @@ def test_every_version_agrees() -> None:
     assert len(set(found.values())) == 1, found
 
 
+def test_service_reports_the_version_of_pyproject() -> None:
+    # ecu_proxy.__version__ comes from the installed package's metadata, which
+    # pyproject.toml sets; there is no fifth place to bump.
+    from ecu_proxy import __version__
+
+    assert __version__ == versions(ROOT)["pyproject.toml"]
+
+
 def test_changelog_has_the_released_version() -> None:
     version = versions(ROOT)["config.yaml"]
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
