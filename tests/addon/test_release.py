@@ -81,6 +81,8 @@ def test_hacs_json() -> None:
     domain = json.loads((ROOT / MANIFEST).read_text())["domain"]
     assert hacs["filename"] == f"{domain}.zip"
     assert hacs["homeassistant"] == config["homeassistant"]
+    # The default branch carries no zip: HACS must only offer releases.
+    assert hacs["hide_default_branch"] is True
 
 
 def test_image_is_the_generic_name_of_this_repository() -> None:
