@@ -208,6 +208,12 @@ def test_release_attaches_the_hacs_zip_after_the_image() -> None:
     assert 'scripts/release --notes "$VERSION"' in runs
 
 
+def test_dependabot_keeps_the_pinned_actions_current() -> None:
+    config_data = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    ecosystems = {update["package-ecosystem"] for update in config_data["updates"]}
+    assert "github-actions" in ecosystems
+
+
 # ---------------------------------------------------------------------------
 # The validators scripts/test runs, shown to catch mistakes
 
@@ -237,6 +243,21 @@ def zizmor(folder: Path) -> subprocess.CompletedProcess[str]:
 
 def test_workflows_fit_githubs_schema() -> None:
     result = check_jsonschema(*workflow_files())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dependabot_config_fits_its_schema() -> None:
+    result = subprocess.run(
+        [
+            tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.dependabot",
+            str(ROOT / ".github" / "dependabot.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
