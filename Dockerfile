@@ -17,9 +17,11 @@ ENV \
 WORKDIR /usr/src/ecu-proxy
 
 # Dependencies first (binary wheels only: no compiler is ever installed), so a code
-# change does not reinstall them.
-COPY requirements/service.txt requirements/service.txt
-RUN pip install --no-cache-dir --only-binary=:all: -r requirements/service.txt
+# change does not reinstall them. The lock pins requirements/service.txt with the
+# hashes of every published file, so pip installs exactly those files or fails.
+COPY requirements/service.lock requirements/service.lock
+RUN pip install --no-cache-dir --only-binary=:all: --require-hashes \
+    -r requirements/service.lock
 
 COPY pyproject.toml README.md ./
 COPY addon/ecu_proxy addon/ecu_proxy

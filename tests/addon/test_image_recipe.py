@@ -139,7 +139,9 @@ def test_dependencies_are_pinned_binary_and_uncached() -> None:
     assert pip_runs
     for run in pip_runs:
         assert "--no-cache-dir" in run
-    assert any("-r requirements/service.txt" in run for run in pip_runs)
+    locked = [run for run in pip_runs if "-r requirements/service.lock" in run]
+    assert locked
+    assert all("--require-hashes" in run for run in locked)
     assert any("--only-binary=:all:" in run for run in pip_runs)
     for line in (ROOT / "requirements/service.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
