@@ -240,11 +240,12 @@ class SelfCheck:
                 {"seen": []},
             )
         latest = max((c for c in seen if c["at"]), key=lambda c: c["at"], default=None)
-        summary = f"{len(seen)} connection source(s) seen"
-        if latest is not None:
-            where = f" from {latest['peer']}" if latest["peer"] else ""
-            port = f" on port {latest['port']}" if latest["port"] else ""
-            summary = f"last ECU upload at {latest['at']}{where}{port}"
+        summary = f"{len(seen)} ECU connection source(s) seen"
+        if latest is not None and latest["peer"]:
+            summary = (
+                f"the ECU reaches this service: last from {latest['peer']} "
+                f"on port {latest['port']}"
+            )
         return Check(Status.OK, summary, facts={"seen": seen})
 
     async def _dns_check(self, ecu_seen: bool) -> Check:

@@ -170,7 +170,7 @@ class Plant:
     async def send(self, record: DecodedFrame) -> None:
         """Upload a record the way an ECU does and wait until the state has it."""
         hub = self.service.hub
-        sub = hub.subscribe(64)
+        sub = hub.subscribe(1024)  # a new ECU brings one event per inverter
         sub.listen(hub.last_seq)
         try:
             port = next(iter(self.service.relay_ports.values()))

@@ -147,7 +147,7 @@ function updateCard(card, ecu) {
   } else {
     delete n.ema.dataset.ago;
   }
-  setNum(n.rtt, up.rtt_ms ?? null, 0, "ms");
+  setNum(n.rtt, up.rtt_ms ?? null, 1, "ms");
   n.online.textContent = `${ecu.inverters_online ?? 0} of ${ecu.inverter_count ?? 0} inverters online`;
   const invs = ecu.inverters || {};
   let best = 0;

@@ -12,6 +12,12 @@ const TITLES = {
 };
 const MARKS = { ok: "✓", error: "✗", warning: "!", waiting: "…", off: "–" };
 
+function when(iso) {
+  if (!iso) return null;
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? iso : `${t.toLocaleString()} (${ago(iso)})`;
+}
+
 function table(head, rows) {
   if (!rows.length) return null;
   return h(
@@ -30,13 +36,13 @@ function details(name, c) {
     case "ecus":
       return table(["ECU", "From", "Port", "When"],
         c.seen.map((s) => [s.ecu_id, s.peer, s.port === null ? null : String(s.port),
-          s.at ? `${s.at} (${ago(s.at)})` : null]));
+          when(s.at)]));
     case "dns":
       return table(["Resolves to", "This host"],
         [[c.resolved.join(", ") || "nothing", c.host_addresses.join(", ") || "unknown"]]);
     case "ema":
       return table(["Address", "Last reply", "Round-trip"],
-        [[c.address, c.last_reply_at ? `${c.last_reply_at} (${ago(c.last_reply_at)})` : null,
+        [[c.address, when(c.last_reply_at),
           c.rtt_ms === null ? null : `${c.rtt_ms} ms`]]);
     case "clock":
       return table(["ECU", "Clock offset"], c.ecus.map((e) => [e.ecu_id, `${e.skew_s} s`]));
