@@ -337,13 +337,16 @@ class SelfCheck:
             if ecu["upstream"]["result"] is not None
         ]
         latest = max(uploads, key=lambda u: u["at"], default=None)
+        # The state keeps each ECU's newest upload only: a reply that came before
+        # a later failure is not known any more.
         ok = [u for u in uploads if u["result"] == "ok"]
         last_ok = max(ok, key=lambda u: u["at"], default=None)
         facts = {
             "address": address,
+            "last_result": latest["result"] if latest else None,
+            "last_upload_at": latest["at"] if latest else None,
             "last_reply_at": last_ok["at"] if last_ok else None,
             "rtt_ms": last_ok["rtt_ms"] if last_ok else None,
-            "last_result": latest["result"] if latest else None,
         }
         if latest is None:
             return Check(

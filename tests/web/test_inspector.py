@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import Plant, open_page
+
+from .harness import Plant, open_page
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from playwright.async_api import Browser, Page
 
 ECU = "216000064136"
 TOKEN = "s3cret-token-for-the-page"
+
+
+async def read_text(path: Path) -> str:
+    return await asyncio.to_thread(path.read_text, encoding="utf-8")
 
 
 async def open_frames(page: Page) -> None:
@@ -88,7 +95,7 @@ async def test_filter_and_download_for_a_bug_report(
         await page.click("#frames-download")
     download = await info.value
     assert download.suggested_filename.startswith("ecu-proxy-frames-")
-    text = Path(await download.path()).read_text(encoding="utf-8")
+    text = await read_text(await download.path())
     frames = [line for line in text.splitlines() if line.startswith("APS18")]
     assert len(frames) == 1
     assert ECU in frames[0]
@@ -98,6 +105,6 @@ async def test_filter_and_download_for_a_bug_report(
     await page.locator("#frame-list li input").first.uncheck()
     async with page.expect_download() as info:
         await page.click("#frames-download")
-    text = Path(await (await info.value).path()).read_text(encoding="utf-8")
+    text = await read_text(await (await info.value).path())
     assert len([line for line in text.splitlines() if line.startswith("APS18")]) == 2
     assert console.errors == []

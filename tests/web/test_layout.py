@@ -8,18 +8,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import UI_DIR, Plant, open_page
 from records import channel, inverter, record
 
-from ecu_proxy.models import DecodedFrame
+from .harness import UI_DIR, Plant, open_page
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
+    from ecu_proxy.models import DecodedFrame
+
 ECU = "216000064136"
 
 
-def plant_record(count: int, rng: random.Random, *, dead: int | None = None) -> DecodedFrame:
+def plant_record(
+    count: int, rng: random.Random, *, dead: int | None = None
+) -> DecodedFrame:
     """Return a record of ``count`` inverters (QS1 and YC600), one input dead."""
     inverters = []
     for n in range(count):
@@ -32,8 +35,12 @@ def plant_record(count: int, rng: random.Random, *, dead: int | None = None) -> 
             amps = round(watts / volts, 1) if volts else 0.0
             channels.append(channel(c, volts, amps, watts, round(watts / 12, 3)))
         inverters.append(
-            inverter(code, f"{408000100000 + n}", channels=tuple(channels),
-                     temperature_c=rng.randint(28, 45))
+            inverter(
+                code,
+                f"{408000100000 + n}",
+                channels=tuple(channels),
+                temperature_c=rng.randint(28, 45),
+            )
         )
     built = record(*inverters)
     # Stamped now (this host's local time) so the clock check is green.
@@ -45,16 +52,22 @@ async def layout_problems(page: Page) -> list[str]:
     problems: list[str] = await page.evaluate(
         """() => {
           const out = [];
-          const width = document.documentElement.clientWidth;
-          if (document.documentElement.scrollWidth > width)
-            out.push(`page scrolls sideways: ${document.documentElement.scrollWidth} > ${width}`);
-          for (const n of document.querySelectorAll('.card, .inv, .tile, .stat, .tabs, .top')) {
+          const root = document.documentElement;
+          const width = root.clientWidth;
+          if (root.scrollWidth > width) {
+            out.push(`page scrolls sideways: ${root.scrollWidth} > ${width}`);
+          }
+          const boxes = '.card, .inv, .tile, .stat, .tabs, .top';
+          for (const n of document.querySelectorAll(boxes)) {
             const r = n.getBoundingClientRect();
-            if (r.left < 0 || r.right > width + 0.5)
-              out.push(`${n.className} ${n.dataset.inverter || ''} spans ${r.left}-${r.right}`);
+            if (r.left < 0 || r.right > width + 0.5) {
+              out.push(`${n.className} ${n.dataset.inverter} ${r.left}-${r.right}`);
+            }
           }
           for (const n of document.querySelectorAll('.tile')) {
-            if (n.scrollWidth > n.clientWidth + 1) out.push(`tile text overflows: ${n.textContent}`);
+            if (n.scrollWidth > n.clientWidth + 1) {
+              out.push(`tile text overflows: ${n.textContent}`);
+            }
           }
           return out;
         }"""
@@ -67,7 +80,9 @@ async def test_hundred_inverters_render_without_layout_breakage(
     plant: Plant, browser: Browser, width: int, height: int
 ) -> None:
     await plant.send(plant_record(100, random.Random(100)))
-    page, console = await open_page(browser, plant.proxy.url, width=width, height=height)
+    page, console = await open_page(
+        browser, plant.proxy.url, width=width, height=height
+    )
     rows = page.locator(f'[data-ecu="{ECU}"] .inv')
     await rows.nth(99).wait_for()
     assert await rows.count() == 100
@@ -102,7 +117,9 @@ async def test_screenshots_light_dark_phone(plant: Plant, browser: Browser) -> N
         page, console = await open_page(browser, plant.proxy.url, **how)  # type: ignore[arg-type]
         await page.locator(".tile").first.wait_for()
         assert await layout_problems(page) == []
-        backgrounds.add(await page.evaluate("getComputedStyle(document.body).backgroundColor"))
+        backgrounds.add(
+            await page.evaluate("getComputedStyle(document.body).backgroundColor")
+        )
         await page.screenshot(path=UI_DIR / name, full_page=True)
         assert (UI_DIR / name).stat().st_size > 10_000
         assert console.errors == []

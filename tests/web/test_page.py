@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conftest import PREFIX, Plant, open_page, value_at
+from .harness import PREFIX, Plant, open_page, value_at
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -29,7 +29,7 @@ def assert_matches_state(numbers: list[dict[str, Any]], state: dict[str, Any]) -
         expected = value_at(state, item["path"])
         if expected is None:
             assert item["v"] == "null", item
-            assert item["text"] == "–", item
+            assert item["text"] == "\u2013", item
             continue
         assert float(item["v"]) == expected, item
         shown = float(item["text"].split()[0])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
-from conftest import Plant, open_page
+from .harness import Plant, open_page
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,7 +65,7 @@ async def test_ecu_seen_with_address_port_ema_and_clock(
 async def test_dns_pointing_elsewhere(
     plant: Plant, browser: Browser, hosts_file: Path
 ) -> None:
-    hosts_file.write_text("192.0.2.44 ecu.apsystemsema.com\n", encoding="utf-8")
+    await asyncio.to_thread(hosts_file.write_text, "192.0.2.44 ecu.apsystemsema.com\n")
     page, console = await open_page(browser, plant.proxy.url)
     await open_checks(page)
     dns = page.locator('[data-check="dns"]')
@@ -76,8 +77,10 @@ async def test_dns_pointing_elsewhere(
     assert console.errors == []
 
 
-async def test_dns_still_public(plant: Plant, browser: Browser, hosts_file: Path) -> None:
-    hosts_file.write_text("8.8.4.4 ecu.apsystemsema.com\n", encoding="utf-8")
+async def test_dns_still_public(
+    plant: Plant, browser: Browser, hosts_file: Path
+) -> None:
+    await asyncio.to_thread(hosts_file.write_text, "8.8.4.4 ecu.apsystemsema.com\n")
     page, console = await open_page(browser, plant.proxy.url)
     await open_checks(page)
     dns = page.locator('[data-check="dns"]')
