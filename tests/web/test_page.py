@@ -22,6 +22,19 @@ async def shown_numbers(page: Page) -> list[dict[str, Any]]:
     return result
 
 
+async def wait_for_value(
+    page: Page, path: str, value: float, within_ms: float = 10_000
+) -> None:
+    """Wait until the element showing ``path`` holds ``value``."""
+    # A function, not an expression: the page's CSP forbids eval.
+    await page.wait_for_function(
+        """([path, value]) => document.querySelector(`[data-path="${path}"]`)
+            ?.dataset.v === value""",
+        arg=[path, str(value)],
+        timeout=within_ms,
+    )
+
+
 def assert_matches_state(numbers: list[dict[str, Any]], state: dict[str, Any]) -> None:
     """Every number shown is the state's value, printed at the shown precision."""
     assert numbers
@@ -84,11 +97,7 @@ async def test_a_new_record_shows_within_two_seconds_without_reload(
     state = await plant.state()
     power = state["ecus"][ECU]["power_w"]
     assert power == record.power_w
-    await page.wait_for_function(
-        f"""document.querySelector('[data-path="ecus.{ECU}.power_w"]')
-            ?.dataset.v === '{power}'""",
-        timeout=2000,
-    )
+    await wait_for_value(page, f"ecus.{ECU}.power_w", power, within_ms=2000)
     assert await page.evaluate("window.notReloaded") is True
     assert_matches_state(await shown_numbers(page), state)
     assert console.errors == []
@@ -113,10 +122,7 @@ async def test_lost_service_banner_appears_and_clears_and_resumes(
     await banner.wait_for(state="hidden")
     state = await plant.state()
     power = state["ecus"][ECU]["power_w"]
-    await page.wait_for_function(
-        f"""document.querySelector('[data-path="ecus.{ECU}.power_w"]')
-            ?.dataset.v === '{power}'"""
-    )
+    await wait_for_value(page, f"ecus.{ECU}.power_w", power)
     assert await page.evaluate("window.ecuProxy.conn.lastSeq") > seq_before
     assert_matches_state(await shown_numbers(page), state)
     assert console.errors == []

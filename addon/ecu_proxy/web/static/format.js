@@ -11,8 +11,11 @@ export function num(v, digits) {
 
 /** Set a number element's text and its data-v/data-d (what the text was made of). */
 export function setNum(node, v, digits, unit = "") {
+  // Compare with what was set last (a plain property): reading the DOM costs more.
+  if (node.shown === v && node.digits === digits) return;
+  node.shown = v;
+  node.digits = digits;
   const raw = v === null || v === undefined ? "null" : String(v);
-  if (node.dataset.v === raw && node.dataset.d === String(digits)) return;
   node.dataset.v = raw;
   node.dataset.d = String(digits);
   const text = num(v, digits);

@@ -96,7 +96,8 @@ function buildTile(base, index, number) {
 
 function updateRow(row, inv, best) {
   const n = row.n;
-  n.family.textContent = inv.family || inv.type_code || "";
+  const family = inv.family || inv.type_code || "";
+  if (n.family.textContent !== family) n.family.textContent = family;
   const online = Boolean(inv.online);
   if (row.root.dataset.online !== String(online)) {
     row.root.dataset.online = String(online);
@@ -122,10 +123,17 @@ function updateRow(row, inv, best) {
     setNum(tile.n.v, ch.dc_voltage_v, 1, "V");
     setNum(tile.n.a, ch.dc_current_a, 1, "A");
     const level = best > 0 ? Math.max(0, Math.min(1, (ch.power_w || 0) / best)) : 0;
-    tile.root.style.setProperty("--level", level.toFixed(2));
+    const shade = level.toFixed(2);
+    if (tile.shade !== shade) {
+      tile.shade = shade;
+      tile.root.style.setProperty("--level", shade);
+    }
     const weak = online && best >= WEAK_MIN_BEST_W && level < WEAK_SHARE;
-    tile.root.classList.toggle("weak", weak);
-    tile.root.title = weak ? "Much less than the best input of this ECU" : "";
+    if (tile.weak !== weak) {
+      tile.weak = weak;
+      tile.root.classList.toggle("weak", weak);
+      tile.root.title = weak ? "Much less than the best input of this ECU" : "";
+    }
   });
 }
 
