@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .options import Mode
 from .upstream import ADDRESS_FILE, is_local_address
+from .web.routes import is_addon
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -172,7 +173,7 @@ class SelfCheck:
         self._resolve = resolve or resolver_from_env()
         self._is_local = is_local
         self._addresses = addresses
-        self._addon = "SUPERVISOR_TOKEN" in os.environ if addon is None else addon
+        self._addon = is_addon() if addon is None else addon
         self._clock = clock
         self._dns: tuple[float, Check] | None = None
 

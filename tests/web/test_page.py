@@ -135,3 +135,23 @@ async def test_empty_plant_explains_what_to_do(plant: Plant, browser: Browser) -
     # The hidden EMA command section stays hidden without a `commands` list.
     assert await page.locator("#commands").is_hidden()
     assert console.errors == []
+
+
+async def test_keyboard_and_labels(plant: Plant, browser: Browser) -> None:
+    page, console = await open_page(browser, plant.proxy.url)
+    await page.focus("#tab-plant")
+    await page.keyboard.press("ArrowRight")
+    assert await page.locator("#check").is_visible()
+    assert await page.evaluate("document.activeElement.id") == "tab-check"
+    await page.keyboard.press("ArrowRight")
+    assert await page.locator("#frames").is_visible()
+    assert await page.get_attribute("#tab-frames", "aria-selected") == "true"
+    # Every control has an accessible name (label, text or aria-label).
+    unnamed = await page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input')]
+            .filter(n => !(n.labels?.length || n.textContent.trim()
+                           || n.getAttribute('aria-label')))
+            .map(n => n.outerHTML)"""
+    )
+    assert unnamed == []
+    assert console.errors == []
