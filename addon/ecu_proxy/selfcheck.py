@@ -410,7 +410,11 @@ def _clock(snapshot: dict[str, Any]) -> Check:
         return Check(Status.WAITING, "no ECU record yet", facts=facts)
     skew, ecu_id = worst
     if abs(skew) <= CLOCK_TOLERANCE_S:
-        return Check(Status.OK, f"ECU clocks within {abs(skew):.0f} s", facts=facts)
+        return Check(
+            Status.OK,
+            f"ECU clocks agree with this host's (off by {abs(skew):.0f} s at most)",
+            facts=facts,
+        )
     hours = round(skew / 3600)
     if hours and abs(skew - hours * 3600) <= CLOCK_TOLERANCE_S:
         return Check(
