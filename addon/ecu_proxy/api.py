@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event, Subscription
+from .selfcheck import SelfCheck
+from .web.routes import add_web_routes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,6 +87,7 @@ class ApiServer:
         self._hub = hub
         self._options = options
         self._counters = counters
+        self._selfcheck = SelfCheck(hub, options, counters)
         self._client_queue = client_queue
         self._close_timeout = close_timeout
         self._clients: set[_Client] = set()
@@ -114,6 +117,7 @@ class ApiServer:
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/health", self._health)
         app.router.add_get("/api/frames", self._frames)
+        add_web_routes(app, self._options.api_token, self._token_ok)
         # A client that stops reading mid-response must not hold up shutdown.
         runner = web.AppRunner(
             app,
@@ -214,6 +218,9 @@ class ApiServer:
             },
             "clients": self.client_count,
         }
+        # Opt-in: it looks names up; it names ECUs and addresses, so token only.
+        if "selfcheck" in request.query and self._authorized(request):
+            body["selfcheck"] = (await self._selfcheck.report()).as_dict()
         return web.json_response(body, status=200 if healthy else 503)
 
     # --- WebSocket ---------------------------------------------------------------

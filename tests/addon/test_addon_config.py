@@ -135,6 +135,9 @@ def config_problems(config: dict[str, Any]) -> list[str]:
         "backup_exclude": lambda v: isinstance(v, list),
         "webui": lambda v: isinstance(v, str),
         "watchdog": lambda v: isinstance(v, str),
+        "ingress_port": lambda v: type(v) is int and 0 <= v <= 65535,
+        "panel_icon": lambda v: isinstance(v, str) and v.startswith("mdi:"),
+        "panel_title": lambda v: isinstance(v, str) and v.strip(),
     }
     for key, value in config.items():
         if key in _BOOL_KEYS:
