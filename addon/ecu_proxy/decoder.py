@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .control import decode_control
 from .framing import aps_length
 from .models import Channel, DecodedFrame, FrameKind, Inverter
 
@@ -229,12 +230,16 @@ def _decode_v13(text: str) -> DecodedFrame:
     command = text[10:14]
     if size >= 30 and command.lstrip("A").isdigit():
         ecu_id = text[18:30]
+        details = decode_control(text)
+        if isinstance(details, str):
+            return _invalid(size, "13", f"{command}: {details}")
         return DecodedFrame(
             kind=FrameKind.CONTROL,
             version="13",
             length=size,
             command=command,
             ecu_id=ecu_id if ecu_id.isdigit() else None,
+            control=details,
         )
     return DecodedFrame(kind=FrameKind.UNKNOWN, version="13", length=size)
 
