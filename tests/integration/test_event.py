@@ -1,5 +1,7 @@
 """The "EMA command" event entity, the guard repair and the guard in diagnostics."""
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -7,7 +9,11 @@ from homeassistant.components.event import ATTR_EVENT_TYPE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -180,3 +186,39 @@ async def test_diagnostics_show_the_guard(
 def test_plain_words(action: str, parameters: dict[str, Any], words: str) -> None:
     """Each action reads as plain words."""
     assert describe_request(action, parameters) == words
+
+
+async def test_commands_missed_while_disconnected_fire_on_reconnect(
+    hass: HomeAssistant,
+    service: FakeService,
+    init_integration: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command sent while Home Assistant was away still fires when it resumes."""
+    coordinator = init_integration.runtime_data
+    attempts: asyncio.Queue[None] = asyncio.Queue()
+    connect = coordinator.client.connect
+
+    async def counting() -> Any:
+        try:
+            return await connect()
+        finally:
+            attempts.put_nowait(None)
+
+    monkeypatch.setattr(coordinator.client, "connect", counting)
+    entity_id = event_entity(hass, entity_registry)
+    await service.stop()
+    seq = await service.ema_command(CAPTURE_ECU)
+    await service.start()
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
+    async with asyncio.timeout(10):
+        await attempts.get()
+    await wait_for_seq(coordinator, seq)
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.attributes[ATTR_EVENT_TYPE] == "switch_inverters"
+    assert state.attributes["blocked"] is True
+    starts = [c for c in service.commands if c["command"] == "start_listening"]
+    assert starts[-1]["since"] == 0  # resumed from history, not a full state

@@ -265,6 +265,8 @@ class EmaProxyCoordinator:
         else:
             for event in result.events:
                 self.state = self.state.apply(event)
+                if isinstance(event, EmaCommandEvent):  # missed while disconnected
+                    ema_commands.async_handle_ema_command(self.hass, self, event)
         self.last_seq = result.last_seq
         if not self.connected and self._ready.is_set():
             LOGGER.info("Connection to ECU proxy at %s restored", self.client.url)
