@@ -204,11 +204,13 @@ async def test_block_changes_blocks_exactly_the_plant_changing_commands(
     assert seen.after == b""  # no forged acknowledgement, the connection closed
     assert guard.counts.total == 1
     assert guard.counts.by_ecu == {ECU_ID: 1}
-    # The blocked frame is still published (as EMA sent it), with its verdict.
-    [event] = [
-        e for e in harness.listener.frames if e.direction is Direction.EMA_TO_ECU
+    # The blocked frame is still published (as EMA sent it), with its verdict; the
+    # answer the relay gave the ECU is not EMA's and is not published.
+    assert [(e.direction, e.raw) for e in harness.listener.frames] == [
+        (Direction.ECU_TO_EMA, POLL.removesuffix(b"\n")),
+        (Direction.EMA_TO_ECU, command),
     ]
-    assert event.raw == command
+    event = harness.listener.frames[1]
     assert guard.take_verdict(event.connection_id, event.raw) is True
     assert guard.take_verdict(event.connection_id, event.raw) is False
 
