@@ -33,8 +33,10 @@ _LOGGER = logging.getLogger(__name__)
 
 # Actions a user may list in blocked_actions: the plant-changing ones.
 BLOCKABLE_ACTIONS = frozenset(a.value for a in PLANT_CHANGING)
-# An EMA control frame is well under this; longer APS frames are not held back.
-MAX_HELD_FRAME = 8192
+# Longest APS frame held back for a decision: an inverter list for the 999
+# inverters an ECU can hold is about 20 kB. Longer frames are not control frames and
+# pass unheld.
+MAX_HELD_FRAME = 64 * 1024
 # Connections whose verdict waits to be read by the command log.
 MAX_VERDICTS = 256
 DAY_S = 86_400.0

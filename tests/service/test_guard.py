@@ -119,3 +119,17 @@ def test_gate_without_an_ecu_id_forwards() -> None:
     assert gate is not None
     nameless = SWITCH.replace(ECU_ID.encode(), b"00000000A--2")
     assert gate.feed(nameless, None) == nameless
+
+
+def test_a_long_inverter_list_is_still_judged() -> None:
+    ids = "".join(f"{408000000000 + n:012d}0END" for n in range(999))
+    body = f"A111AAA0{ECU_ID}2099920170524095139END{ids}"
+    frame = f"APS13{10 + len(body):05d}{body}".encode()
+    assert len(frame) > 16_000
+    gate = Guard(GuardSettings(GuardMode.BLOCK_CHANGES)).gate(1)
+    assert gate is not None
+    assert gate.feed(frame[:9000], ECU_ID) == b""
+    assert gate.feed(frame[9000:], ECU_ID) == b""
+    assert gate.blocked is not None
+    assert gate.blocked.frame.control is not None
+    assert len(gate.blocked.frame.control.parameters["inverter_ids"]) == 999
