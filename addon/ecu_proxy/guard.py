@@ -14,6 +14,7 @@ an ``APS`` frame is whole; anything else passes at once and unchanged.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -139,9 +140,11 @@ class Guard:
         counts.total += 1
         counts.by_ecu[blocked.ecu_id] = counts.by_ecu.get(blocked.ecu_id, 0) + 1
         counts.by_action[action] = counts.by_action.get(action, 0) + 1
-        text = blocked.raw.decode("ascii", errors="backslashreplace")
+        # A distinct command is what it asks for, not when: EMA stamps every send.
+        asked = json.dumps(control.parameters if control else {}, sort_keys=True)
+        inner = control.inner_command if control else blocked.frame.command
         self._log.limited_warning(
-            f"{self._clock().date().isoformat()} {blocked.ecu_id} {text}",
+            f"{self._clock().date().isoformat()} {blocked.ecu_id} {inner} {asked}",
             "Blocked EMA command %s (%s) for ECU %s; the ECU was told there are "
             "no more commands (%d blocked so far)",
             blocked.frame.command,

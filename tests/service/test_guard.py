@@ -87,7 +87,7 @@ def test_a_blocked_command_is_counted_each_time_and_logged_once_a_day(
         assert gate.take_reply() is None
 
     block(1, SWITCH)
-    block(2, SWITCH)
+    block(2, SWITCH.replace(b"20170524095139", b"20170524101500"))  # sent again
     block(3, ZONE)
     assert len(caplog.records) == 2  # one line per distinct command
     now[0] += timedelta(days=1)
