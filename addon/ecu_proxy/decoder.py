@@ -8,9 +8,11 @@ blocks it cannot read are kept as text in ``Inverter.raw``).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .control import decode_control
 from .framing import aps_length
 from .models import Channel, DecodedFrame, FrameKind, Inverter
 
@@ -214,6 +216,8 @@ def _decode_aps(text: str) -> DecodedFrame:
         return _decode_v13(text)
     if version == "15" and text[10:14] == "0001":
         return _decode_data(text, version, _walk_v15)
+    if version == "15" and text[10:14] == "0002":
+        return _decode_ecu3_typed(text)
     return DecodedFrame(kind=FrameKind.UNKNOWN, version=version, length=size)
 
 
@@ -229,12 +233,16 @@ def _decode_v13(text: str) -> DecodedFrame:
     command = text[10:14]
     if size >= 30 and command.lstrip("A").isdigit():
         ecu_id = text[18:30]
+        details = decode_control(text)
+        if isinstance(details, str):
+            return _invalid(size, "13", f"{command}: {details}")
         return DecodedFrame(
             kind=FrameKind.CONTROL,
             version="13",
             length=size,
             command=command,
             ecu_id=ecu_id if ecu_id.isdigit() else None,
+            control=details,
         )
     return DecodedFrame(kind=FrameKind.UNKNOWN, version="13", length=size)
 
@@ -379,20 +387,30 @@ def _totals(channels: list[Channel]) -> tuple[float, float]:
     )
 
 
-def _walk_v18(text: str, warnings: list[str]) -> list[Inverter]:
-    """Walk the inverter blocks of a version-18 record by their type code."""
+def _walk_v18(
+    text: str,
+    warnings: list[str],
+    types: dict[str, tuple[str, int]] = BLOCK_TYPES,
+    parsers: dict[str, Callable[[str, str, str], Inverter | str]] | None = None,
+) -> list[Inverter]:
+    """Walk the inverter blocks of a record by their type code.
+
+    ``types`` and ``parsers`` default to the version-18 layouts; the ECU-3 typed
+    record (APS15, command 0002) passes its own.
+    """
+    parsers = _BLOCK_PARSERS if parsers is None else parsers
     inverters: list[Inverter] = []
     pos = ECU_BLOCK_LEN
     size = len(text)
     while pos < size:
         code = text[pos + 12 : pos + 14]
-        known = BLOCK_TYPES.get(code)
+        known = types.get(code)
         if known is not None:
             family, length = known
             end = pos + length
             if end <= size and text[end - 3 : end] == "END":
                 block = text[pos:end]
-                parsed = _BLOCK_PARSERS[code](block, code, family)
+                parsed = parsers[code](block, code, family)
                 if isinstance(parsed, Inverter):
                     inverters.append(parsed)
                 else:
@@ -607,3 +625,128 @@ def _aps15_inverter(blocks: list[tuple[str, Channel]]) -> Inverter:
         round_energy_wh=energy,
         channels=tuple(channels),
     )
+
+
+# -- ECU-3 typed record (APS15, command 0002) ---------------------------------------
+#
+# The Linux ECU-3 build for YC1000 sends the version-18 layout under an APS15
+# header with command 0002 (docs/protocol.md §4.10, docs/decoder.md; no capture confirms it). Numbers are
+# padded with "A" instead of "0", the ECU power is W x100, and every channel group
+# carries an 11-character status field: type 04 blocks are 180 characters, types
+# 03 and 05 keep their 106 and 75.
+
+ECU3_BLOCK_TYPES: dict[str, tuple[str, int]] = {
+    "03": ("YC500", 106),
+    "04": ("YC1000", 180),
+    "05": ("YC250", 75),
+}
+_ECU3_GROUP = 45  # type 04 phase group: marker + 33 characters + status (11)
+
+
+def a_padded_int(field: str) -> int | None:
+    """Return the number in a field padded with leading ``A`` (or ``0``)."""
+    digits = field.lstrip("A")
+    if not digits:
+        return 0 if field else None
+    return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
+def _unpad(block: str, spans: list[tuple[int, int]]) -> str:
+    """Turn the leading ``A`` padding of the given fields into zeros."""
+    chars = list(block)
+    for start, end in spans:
+        field = block[start:end]
+        digits = field.lstrip("A")
+        chars[start:end] = list(digits.rjust(len(field), "0"))
+    return "".join(chars)
+
+
+def _decode_ecu3_typed(text: str) -> DecodedFrame:
+    """Decode an APS15 record with command 0002 through the version-18 path."""
+    size = len(text)
+    if size < ECU_BLOCK_LEN:
+        return _decode_data(text, "15", _walk_ecu3)  # reports the truncation
+    power = a_padded_int(text[30:40])
+    if power is None:
+        return _invalid(size, "15", f"bad digits in the power field: {text[30:40]!r}")
+    # The ECU block's shared decoder wants digits and integer watts.
+    normalized = _unpad(text[:ECU_BLOCK_LEN], [(40, 50), (50, 60)])
+    normalized = f"{normalized[:30]}{power // 100:010d}{normalized[40:]}"
+    frame = _decode_data(normalized + text[ECU_BLOCK_LEN:], "15", _walk_ecu3)
+    if frame.kind is not FrameKind.DATA:
+        return frame
+    return dataclasses.replace(frame, power_w=power / 100)
+
+
+def _walk_ecu3(text: str, warnings: list[str]) -> list[Inverter]:
+    return _walk_v18(text, warnings, ECU3_BLOCK_TYPES, _ECU3_PARSERS)
+
+
+def _parse_ecu3_yc500_yc250(block: str, code: str, family: str) -> Inverter | str:
+    """Types 03/05: the version-18 layout with A-padded numbers."""
+    spans = [(14, 17), (17, 22), (25, 30), (30, 35), (35, 41)]
+    for offset in (41, 72)[: 2 if code == "03" else 1]:
+        spans += [(offset + 1, offset + 6), (offset + 6, offset + 9)]
+        spans += [(offset + 9, offset + 15), (offset + 15, offset + 20)]
+    return _parse_yc500_yc250(_unpad(block, spans), code, family)
+
+
+def _parse_ecu3_yc1000(block: str, code: str, family: str) -> Inverter | str:
+    """Type 04 with a status field per phase group and sign-coded temperature."""
+
+    def number(start: int, end: int, what: str) -> int:
+        value = a_padded_int(block[start:end])
+        if value is None:
+            raise ValueError(f"bad {what} {block[start:end]!r}")
+        return value
+
+    try:
+        dc_voltage = number(14, 19, "DC voltage") / 10
+        frequency = number(19, 24, "frequency") / 10
+        channels: list[Channel] = []
+        phases: list[float] = []
+        offset = 27
+        for marker in "1234":
+            if block[offset] != marker:
+                return f"channel marker {block[offset]!r} where {marker} belongs"
+            current = number(offset + 1, offset + 4, "DC current") / 10
+            if marker != "4":
+                phases.append(float(number(offset + 4, offset + 7, "phase voltage")))
+                energy_at = offset + 23
+                offset += _ECU3_GROUP
+            else:
+                energy_at = offset + 4
+            channels.append(
+                Channel(
+                    int(marker),
+                    dc_voltage,
+                    current,
+                    number(energy_at + 6, energy_at + 11, "power") / 100,
+                    number(energy_at, energy_at + 6, "energy") / 1000,
+                )
+            )
+    except ValueError as err:
+        return str(err)
+    temperature = parse_signed_temperature(block[24:27])
+    if temperature is None:
+        return f"malformed sign-coded temperature {block[24:27]!r}"
+    power, energy = _totals(channels)
+    return Inverter(
+        id=block[:12],
+        type_code=code,
+        family=family,
+        ac_voltage_v=round(sum(phases) / 3, 1),
+        frequency_hz=frequency,
+        temperature_c=temperature,
+        power_w=power,
+        round_energy_wh=energy,
+        channels=tuple(channels),
+        phase_voltages_v=tuple(phases),
+    )
+
+
+_ECU3_PARSERS: dict[str, Callable[[str, str, str], Inverter | str]] = {
+    "03": _parse_ecu3_yc500_yc250,
+    "04": _parse_ecu3_yc1000,
+    "05": _parse_ecu3_yc500_yc250,
+}

@@ -247,3 +247,103 @@ def encode_control_poll(ecu_id: str, *, padding: str = "0") -> bytes:
     """
     body = f"A101AAA0{_ecu_id(ecu_id)}A101{'0' * 14}END"
     return f"APS13{_length_field(10 + len(body), padding)}{body}\n".encode("ascii")
+
+
+# -- ECU-3 typed record (APS15, command 0002) ---------------------------------------
+
+
+def _apad(value: float | None, width: int, scale: float, name: str) -> str:
+    """Return ``round(value * scale)`` padded to ``width`` with ``A`` (ECU-3 style)."""
+    return (_num(value, width, scale, name).lstrip("0") or "0").rjust(width, "A")
+
+
+def _ecu3_block(inverter: Inverter, status: str) -> str:
+    if inverter.type_code == "04":
+        channels = _check_channels(inverter, 4)
+        phases = inverter.phase_voltages_v or (inverter.ac_voltage_v or 0.0,) * 3
+        if inverter.temperature_c is None:
+            raise ValueError("temperature is missing")
+        parts = [
+            _apad(channels[0].dc_voltage_v, 5, 10, "DC voltage"),
+            _apad(inverter.frequency_hz, 5, 10, "frequency"),
+            format_signed_temperature(inverter.temperature_c),
+        ]
+        for number, (channel, phase) in enumerate(
+            zip(channels, phases, strict=False), 1
+        ):
+            parts.append(
+                str(number)
+                + _apad(channel.dc_current_a, 3, 10, "DC current")
+                + _apad(phase, 3, 1, "phase voltage")
+                + _apad(0, 5, 1, "reactive power")
+                + _apad(0, 5, 1, "active power")
+                + _apad(0, 6, 1, "energy counter")
+                + _apad(channel.round_energy_wh, 6, 1000, "channel energy")
+                + _apad(channel.power_w, 5, 100, "channel power")
+                + status
+            )
+        fourth = channels[3]
+        parts.append(
+            "4"
+            + _apad(fourth.dc_current_a, 3, 10, "DC current")
+            + _apad(fourth.round_energy_wh, 6, 1000, "channel energy")
+            + _apad(fourth.power_w, 5, 100, "channel power")
+        )
+        return inverter.id + "04" + "".join(parts) + "END"
+    if inverter.type_code in ("03", "05"):
+        channels = _check_channels(inverter, 2 if inverter.type_code == "03" else 1)
+        if inverter.temperature_c is None:
+            raise ValueError("temperature is missing")
+        head = (
+            _apad(inverter.ac_voltage_v, 3, 1, "AC voltage")
+            + _apad(inverter.frequency_hz, 5, 10, "frequency")
+            + format_signed_temperature(inverter.temperature_c)
+            + _apad(0, 5, 1, "reactive power")
+            + _apad(0, 5, 1, "active power")
+            + _apad(0, 6, 1, "energy counter")
+        )
+        groups = "".join(
+            letter
+            + _apad(ch.dc_voltage_v, 5, 10, "DC voltage")
+            + _apad(ch.dc_current_a, 3, 10, "DC current")
+            + _apad(ch.round_energy_wh, 6, 1000, "channel energy")
+            + _apad(ch.power_w, 5, 100, "channel power")
+            + status
+            for letter, ch in zip("AB", channels, strict=False)
+        )
+        return inverter.id + inverter.type_code + head + groups + "END"
+    raise ValueError(
+        f"inverter {inverter.id}: type {inverter.type_code!r} is not in the ECU-3 "
+        "typed record (03, 04, 05)"
+    )
+
+
+def encode_ecu3_typed_record(
+    record: DecodedFrame, *, status: str = "0" * 11, trailing_lf: bool = True
+) -> bytes:
+    """Build the ECU-3 (Linux, YC1000 build) record: APS15, command 0002.
+
+    The layout follows the firmware source (docs/protocol.md §4.10); no capture confirms
+    it. Numbers are padded with ``A``, the ECU power is W x100, and each channel
+    group of types 03/04/05 carries the 11-character ``status``.
+    """
+    if record.kind is not FrameKind.DATA or record.timestamp is None:
+        raise ValueError("can only encode data records with a timestamp")
+    if len(status) != 11 or not status.isdigit():
+        raise ValueError("status must be 11 digits")
+    ecu_block = (
+        _ecu_id(record.ecu_id)
+        + _apad(record.power_w, 10, 100, "ECU power")
+        + _apad(record.round_energy_kwh or 0.0, 10, 1e6, "ECU round energy")
+        + _apad(record.lifetime_energy_kwh, 10, 10, "lifetime energy")
+        + format_wire_timestamp(record.timestamp)
+        + _num(len(record.inverters), 3, 1, "inverter count")
+        + "0"  # time zone flag
+        + "00000END"
+    )
+    blocks = "".join(_ecu3_block(inv, status) for inv in record.inverters)
+    length = 18 + len(ecu_block) + len(blocks)
+    text = f"APS15{_length_field(length, 'A')}0002AAA1{ecu_block}{blocks}" + (
+        "\n" if trailing_lf else ""
+    )
+    return text.encode("ascii")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .commands import CommandLog
+from .guard import Guard
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
 from .state import LiveState, RecordStatus, StateFormatError
 from .storage import StateStore
@@ -192,11 +194,14 @@ class Hub:
         self._saves = 0
         self._saved: asyncio.Event | None = None
         self._started = time.monotonic()
+        self.guard = Guard(options.guard, clock=clock)
+        self.commands = CommandLog(options.data_dir, clock=clock)
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the persisted state and start the debounced saver."""
+        await asyncio.to_thread(self.commands.load)
         loaded = await asyncio.to_thread(self.store.load)
         seq, clean = loaded.last_seq_hint, False
         document = loaded.document
@@ -244,6 +249,7 @@ class Hub:
             await self._persist(clean=True)
         except OSError as err:
             _LOGGER.error("Could not save state on stop: %s", err)
+        await self.commands.close()
 
     async def save_now(self) -> None:
         """Write the state out immediately."""
@@ -309,6 +315,8 @@ class Hub:
             frame = event.frame
             if frame.kind is FrameKind.DATA and event.direction is Direction.ECU_TO_EMA:
                 self._apply_record(event)
+            elif frame.kind is FrameKind.CONTROL:
+                self._command_frame(event)
         except Exception:  # the relay must keep going whatever happens here
             _LOGGER.exception("Could not process a frame from %s", event.peer)
 
@@ -361,6 +369,18 @@ class Hub:
         )
         self._mark_dirty()
 
+    def _command_frame(self, event: FrameEvent) -> None:
+        """Pair EMA's commands with the ECU's answers; publish each finished pair."""
+        blocked = event.direction is Direction.EMA_TO_ECU and self.guard.take_verdict(
+            event.connection_id, event.raw
+        )
+        mode = self.guard.settings.mode.value
+        for entry in self.commands.observe(event, blocked=blocked, guard=mode):
+            data = entry.as_dict()
+            data["blocked_count"] = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
+            self._publish("ema_command", data)
+        self.commands.schedule_save()
+
     # --- RecordIndex -------------------------------------------------------------
 
     def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
@@ -379,8 +399,15 @@ class Hub:
             "server_id": self.server_id,
             "version": self.version,
             "schema_version": SCHEMA_VERSION,
-            "ecus": self.state.as_dict(),
+            "ecus": self._ecus_with_commands(),
+            "guard": self.guard.as_dict(),
         }
+
+    def _ecus_with_commands(self) -> dict[str, Any]:
+        ecus = self.state.as_dict()
+        for ecu_id, ecu in ecus.items():
+            ecu["commands"] = self.commands.recent(ecu_id)
+        return ecus
 
     @property
     def last_seq(self) -> int:

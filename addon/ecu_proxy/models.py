@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .control import ControlDetails
+
 
 class FrameKind(enum.StrEnum):
     """What a frame is."""
@@ -121,6 +123,7 @@ class DecodedFrame:
     warnings: tuple[str, ...] = ()
     # control
     command: str | None = None
+    control: ControlDetails | None = None
     # ema_reply
     status: str | None = None
     timestamps: tuple[str, ...] = ()
@@ -152,6 +155,8 @@ class DecodedFrame:
                 }
             case FrameKind.CONTROL:
                 out |= {"command": self.command, "ecu_id": self.ecu_id}
+                if self.control is not None:
+                    out |= self.control.as_dict()
             case FrameKind.RECONCILE_QUERY:
                 out |= {"ecu_id": self.ecu_id}
             case FrameKind.EMA_REPLY:

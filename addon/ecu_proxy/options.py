@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .decoder import is_ecu_id
+from .guard import BLOCKABLE_ACTIONS, GuardMode, GuardSettings
 
 DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
 DEFAULT_PORTS = (8995, 8996, 8997)
@@ -56,6 +57,13 @@ class Options:
     idle_timeout: float = 300.0
     max_connections: int = 64
     install_integration: bool = True
+    ema_command_guard: GuardMode = GuardMode.OFF
+    blocked_actions: tuple[str, ...] = ()
+
+    @property
+    def guard(self) -> GuardSettings:
+        """Return the settings of the EMA command guard."""
+        return GuardSettings(self.ema_command_guard, self.blocked_actions)
 
     @property
     def all_ports(self) -> tuple[int, ...]:
@@ -94,6 +102,19 @@ class Options:
             raise OptionsError("timeouts must be positive")
         if self.max_connections < 1:
             raise OptionsError("max_connections must be at least 1")
+        for action in self.blocked_actions:
+            if action not in BLOCKABLE_ACTIONS:
+                raise OptionsError(
+                    f"blocked_actions: {action!r} is not an action that changes the "
+                    f"plant; use one of {', '.join(sorted(BLOCKABLE_ACTIONS))}"
+                )
+        if (
+            self.ema_command_guard is GuardMode.BLOCK_LISTED
+            and not self.blocked_actions
+        ):
+            raise OptionsError(
+                "ema_command_guard is block_listed but blocked_actions is empty"
+            )
         return self
 
     def replace(self, **changes: Any) -> Options:
@@ -114,6 +135,8 @@ _ADDON_KEYS: dict[str, str] = {
     "install_integration": "install_integration",
     "idle_timeout": "idle_timeout",
     "max_connections": "max_connections",
+    "ema_command_guard": "ema_command_guard",
+    "blocked_actions": "blocked_actions",
 }
 
 
@@ -148,6 +171,10 @@ def _coerce(name: str, value: Any) -> Any:
         match name:
             case "mode":
                 return Mode(str(value))
+            case "ema_command_guard":
+                return GuardMode(str(value))
+            case "blocked_actions":
+                return tuple(str(v).strip() for v in (value or ()) if str(v).strip())
             case "extra_ports":
                 return tuple(int(p) for p in (value or ()))
             case "allowed_ecu_ids" | "dns_resolvers":

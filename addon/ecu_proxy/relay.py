@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecu_proxy.cloudless import CloudlessResponder
+    from ecu_proxy.guard import Guard
     from ecu_proxy.options import Options
     from ecu_proxy.upstream import UpstreamResolver
 
@@ -74,6 +75,7 @@ class Relay:
         *,
         upstream: UpstreamResolver | None,
         cloudless: CloudlessResponder | None,
+        guard: Guard | None = None,
     ) -> None:
         if cloudless is None and upstream is None:
             raise ValueError("the relay needs an upstream resolver or a responder")
@@ -84,6 +86,7 @@ class Relay:
         self._listener = listener
         self._upstream = upstream
         self._cloudless = cloudless
+        self._guard = guard
         self._allowed = frozenset(options.allowed_ecu_ids)
         self._servers: list[asyncio.Server] = []
         self._bound: dict[int, int] = {}
@@ -439,6 +442,8 @@ class _Session:
         self._pending_timed_out = False
         self._close_reason: str | None = None
         self._finished = False
+        # Holds EMA's command frames until whole when the command guard is on.
+        self.gate = relay._guard.gate(conn_id) if relay._guard is not None else None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -726,8 +731,9 @@ class _Session:
         self.last_activity = now
         self.bytes_from_ema += len(data)
         self.relay.counters.bytes_from_ema += len(data)
-        if not self.ecu.is_closing():
-            self.ecu.write(data)
+        forward = data if self.gate is None else self.gate.feed(data, self.ecu_id)
+        if forward and not self.ecu.is_closing():
+            self.ecu.write(forward)
             self.relay._track_buffer(self.ecu)
         if self._pending_since is not None:
             rtt_ms = (now - self._pending_since) * 1000
@@ -740,10 +746,18 @@ class _Session:
         for raw in self._feed(Direction.EMA_TO_ECU, data):
             frame = self.relay._decode(raw, Direction.EMA_TO_ECU)
             self.relay._publish(self, raw, frame, Direction.EMA_TO_ECU)
+        reply = self.gate.take_reply() if self.gate is not None else None
+        if reply is not None:  # blocked: end the ECU's session, tell EMA nothing
+            self._close_reason = "EMA command blocked by the guard"
+            if not self.ecu.is_closing():
+                self.ecu.write(reply)
+            if self.ema is not None:
+                self.ema.close()
 
     def ema_eof(self) -> bool:
         """Pass EMA's half-close on to the ECU."""
         self._ema_eof = True
+        self._release_held()
         self._flush(Direction.EMA_TO_ECU)
         self._no_reply("EMA closed the connection without replying")
         if self._ecu_eof:
@@ -755,6 +769,7 @@ class _Session:
     def ema_lost(self, exc: Exception | None) -> None:
         """Close the ECU side once EMA's connection is gone."""
         self._ema_closed = True
+        self._release_held()
         if exc is not None and self._close_reason is None:
             self._close_reason = f"EMA connection lost: {exc}"
         if not self._ema_eof:
@@ -763,6 +778,12 @@ class _Session:
             self._no_reply("EMA connection ended without a reply")
         self.ecu.close()
         self._maybe_done()
+
+    def _release_held(self) -> None:
+        """Forward what the guard's gate still holds once EMA's side ends."""
+        held = self.gate.flush() if self.gate is not None else b""
+        if held and not self.ecu.is_closing():
+            self.ecu.write(held)
 
     def _no_reply(self, detail: str) -> None:
         if self._pending_since is None or self._pending_timed_out or self._ecu_eof:

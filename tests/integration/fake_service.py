@@ -105,6 +105,27 @@ class FakeService:
         self.state["ecus"][ecu_id]["upstream"] = copy.deepcopy(upstream)
         return await self.push("ecu_status", {"ecu_id": ecu_id, "upstream": upstream})
 
+    async def ema_command(self, ecu_id: str, **fields: Any) -> int:
+        """Push an ema_command event (docs/api.md) with defaults for a blocked A111."""
+        data: dict[str, Any] = {
+            "at": "2024-02-06T10:24:00+00:00",
+            "ecu_id": ecu_id,
+            "command": "A111",
+            "inner_command": "A111",
+            "action": "switch_inverters",
+            "changes_plant": True,
+            "parameters": {"scope": "all_off", "count": 0, "inverter_ids": []},
+            "raw_text": None,
+            "outcome": "blocked",
+            "blocked": True,
+            "guard": "block_changes",
+            "answer": None,
+            "blocked_count": 1,
+        }
+        data.update(fields)
+        data["blocked"] = data["outcome"] == "blocked"
+        return await self.push("ema_command", data)
+
     # ------------------------------------------------------------------ protocol
 
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:

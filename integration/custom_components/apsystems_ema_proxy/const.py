@@ -8,7 +8,7 @@ from homeassistant.const import Platform
 DOMAIN: Final = "apsystems_ema_proxy"
 LOGGER: Final = logging.getLogger(__package__)
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
 
 CONF_ADDON_SLUG: Final = "addon_slug"
 CONF_NO_DATA_TIMEOUT: Final = "no_data_timeout"
@@ -36,6 +36,7 @@ DIAGNOSTICS_FRAMES: Final = 20
 ISSUE_NO_ECU_DATA: Final = "no_ecu_data"
 ISSUE_INCOMPATIBLE_SCHEMA: Final = "incompatible_schema"
 ISSUE_UNKNOWN_INVERTER_PREFIX: Final = "unknown_inverter_"
+ISSUE_EMA_COMMAND_GUARD_OFF: Final = "ema_command_guard_off"
 
 
 def addon_page_url(slug: str) -> str:

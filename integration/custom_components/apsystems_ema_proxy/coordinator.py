@@ -17,7 +17,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.event import async_call_later, async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
-from . import issues
+from . import ema_commands, issues
 from .client import Client
 from .const import (
     CONF_NO_DATA_TIMEOUT,
@@ -34,7 +34,14 @@ from .exceptions import (
     InvalidAuth,
     ProxyClientError,
 )
-from .models import EcuState, Event, InverterState, ListenResult, ProxyState
+from .models import (
+    EcuState,
+    EmaCommandEvent,
+    Event,
+    InverterState,
+    ListenResult,
+    ProxyState,
+)
 
 type EmaProxyConfigEntry = ConfigEntry[EmaProxyCoordinator]
 
@@ -258,6 +265,8 @@ class EmaProxyCoordinator:
         else:
             for event in result.events:
                 self.state = self.state.apply(event)
+                if isinstance(event, EmaCommandEvent):  # missed while disconnected
+                    ema_commands.async_handle_ema_command(self.hass, self, event)
         self.last_seq = result.last_seq
         if not self.connected and self._ready.is_set():
             LOGGER.info("Connection to ECU proxy at %s restored", self.client.url)
@@ -270,6 +279,8 @@ class EmaProxyCoordinator:
     def _on_event(self, event: Event) -> None:
         """Apply one pushed event."""
         self.last_seq = event.seq
+        if isinstance(event, EmaCommandEvent):
+            ema_commands.async_handle_ema_command(self.hass, self, event)
         self.state = self.state.apply(event)
         self._async_state_changed(event.ecu_id)
 

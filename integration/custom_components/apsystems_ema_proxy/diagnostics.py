@@ -43,7 +43,19 @@ async def async_get_config_entry_diagnostics(
         "connection": coordinator.diagnostics(),
         "state": dataclasses.asdict(coordinator.state),
         "frames": await _async_frames(coordinator),
+        "guard": await _async_guard(coordinator),
     }
+
+
+async def _async_guard(coordinator: EmaProxyCoordinator) -> dict[str, Any] | None:
+    """Return the service's EMA command guard: options and blocked counts."""
+    try:
+        result = await coordinator.client.async_send_command("get_state")
+    except ProxyClientError as err:
+        return {"error": str(err)}
+    state = result.get("state")
+    guard = state.get("guard") if isinstance(state, dict) else None
+    return dict(guard) if isinstance(guard, dict) else None
 
 
 async def async_get_device_diagnostics(

@@ -9,6 +9,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import (
     DOMAIN,
+    ISSUE_EMA_COMMAND_GUARD_OFF,
     ISSUE_INCOMPATIBLE_SCHEMA,
     ISSUE_NO_ECU_DATA,
     ISSUE_TRACKER_URL,
@@ -106,6 +107,7 @@ def async_clear_all(hass: HomeAssistant, entry_id: str) -> None:
     """Remove every issue of an entry that is being removed."""
     ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_ECU_DATA}_{entry_id}")
     ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_INCOMPATIBLE_SCHEMA}_{entry_id}")
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_EMA_COMMAND_GUARD_OFF}_{entry_id}")
     for issue_id in _unknown_inverter_issues(hass, entry_id):
         ir.async_delete_issue(hass, DOMAIN, issue_id)
 

@@ -462,7 +462,7 @@ class EcuStatusEvent:
     upstream: Upstream
 
 
-type Event = RecordEvent | InverterAddedEvent | EcuStatusEvent
+type Event = RecordEvent | InverterAddedEvent | EcuStatusEvent | EmaCommandEvent
 
 
 def event_from_message(data: Mapping[str, Any]) -> Event | None:
@@ -470,6 +470,8 @@ def event_from_message(data: Mapping[str, Any]) -> Event | None:
     seq = _require_int(data, "seq", "event")
     body = _require_mapping(data, "data", "event")
     name = data.get("event")
+    if name == "ema_command":
+        return EmaCommandEvent.from_message(seq, body)
     if name not in ("record", "inverter_added", "ecu_status"):
         return None
     ecu_id = _require_str(body, "ecu_id", f"{name} event")
@@ -554,4 +556,43 @@ class Frame:
             decoded=dict(decoded) if isinstance(decoded, Mapping) else {},
             size=_int(data.get("size")),
             truncated=data.get("truncated") is True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EmaCommandEvent:
+    """EMA sent the ECU a command; what it asked and what the proxy did with it."""
+
+    seq: int
+    ecu_id: str
+    action: str
+    command: str | None
+    changes_plant: bool
+    blocked: bool
+    guard: str
+    parameters: Mapping[str, Any]
+    answer: str | None  # the ECU's answer: action, and result when acknowledged
+    blocked_count: int
+
+    @classmethod
+    def from_message(cls, seq: int, body: Mapping[str, Any]) -> EmaCommandEvent:
+        """Build from an ``ema_command`` event body (docs/api.md)."""
+        parameters = body.get("parameters")
+        answer = body.get("answer")
+        answer_text: str | None = None
+        if isinstance(answer, Mapping):
+            answer_text = _str(answer.get("action"))
+            if (result := _str(answer.get("result"))) is not None:
+                answer_text = f"{answer_text}: {result}"
+        return cls(
+            seq=seq,
+            ecu_id=_require_str(body, "ecu_id", "ema_command event"),
+            action=_require_str(body, "action", "ema_command event"),
+            command=_str(body.get("inner_command")) or _str(body.get("command")),
+            changes_plant=body.get("changes_plant") is True,
+            blocked=body.get("blocked") is True,
+            guard=_str(body.get("guard")) or "off",
+            parameters=dict(parameters) if isinstance(parameters, Mapping) else {},
+            answer=answer_text,
+            blocked_count=_int(body.get("blocked_count")) or 0,
         )

@@ -1,0 +1,217 @@
+"""The command log: EMA's commands paired with the ECU's answers, kept on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jsonschema
+import pytest
+from stand_ins import CAPTURE, ECU_HOST, EMA_HOST, EmaConnection, FakeEcu, StandInEma
+from stand_ins import free_port_pair as free_port
+
+from ecu_proxy.commands import FILE_NAME, CommandLog
+from ecu_proxy.decoder import decode_frame
+from ecu_proxy.encoder import encode_control_poll
+from ecu_proxy.guard import GuardMode, encode_ema_no_more_commands
+from ecu_proxy.hub import Event, Hub
+from ecu_proxy.models import Direction, FrameEvent
+from ecu_proxy.options import Options
+from ecu_proxy.relay import Relay
+from ecu_proxy.upstream import UpstreamResolver
+
+if TYPE_CHECKING:
+    from ecu_proxy.hub import Subscription
+
+CONTROL = Path(__file__).resolve().parent.parent / "fixtures" / "vectors" / "control"
+SCHEMA = Path(__file__).parents[2] / "docs" / "state.schema.json"
+ECU_ID = "213000000017"
+NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+POLL = (CONTROL / "02_fwlog_ECU_A101-poll.txt").read_bytes()
+SET_ZONE = (CONTROL / "09_fwlog_EMA_A105-set-timezone.txt").read_bytes()
+ACK_ZONE = (CONTROL / "10_fwlog_ECU_A100-ack-A105.txt").read_bytes()
+SWITCH = (CONTROL / "14_fwlog_EMA_A111-all-on.txt").read_bytes()
+NO_MORE = (CONTROL / "23_fwdoc_EMA_A100-no-more-commands.txt").read_bytes()
+
+
+def event(
+    conn: int, direction: Direction, raw: bytes, at: datetime = NOW
+) -> FrameEvent:
+    return FrameEvent(conn, 8997, "192.0.2.10", direction, raw, decode_frame(raw), at)
+
+
+ECU = Direction.ECU_TO_EMA
+EMA = Direction.EMA_TO_ECU
+
+
+def test_a_command_and_its_acknowledgement_become_one_entry(tmp_path: Path) -> None:
+    log = CommandLog(tmp_path, clock=lambda: NOW)
+    assert log.observe(event(1, ECU, POLL), blocked=False, guard="off") == []
+    assert log.observe(event(1, EMA, SET_ZONE), blocked=False, guard="off") == []
+    [entry] = log.observe(event(1, ECU, ACK_ZONE), blocked=False, guard="off")
+    assert entry.as_dict() == {
+        "at": NOW.isoformat(),
+        "ecu_id": ECU_ID,
+        "command": "A105",
+        "inner_command": "A105",
+        "action": "set_time_zone",
+        "changes_plant": True,
+        "parameters": {"time_zone": "Etc/GMT-14"},
+        "raw_text": None,
+        "outcome": "forwarded",
+        "blocked": False,
+        "guard": "off",
+        "answer": {
+            "command": "A105",
+            "action": "acknowledgement",
+            "result": "done",
+            "parameters": {
+                "acknowledged": "A105",
+                "acknowledged_action": "set_time_zone",
+                "timestamp": "20170522135450",
+                "result": "done",
+            },
+        },
+    }
+    # "No more commands" and the next poll are not commands.
+    assert log.observe(event(2, ECU, POLL), blocked=False, guard="off") == []
+    assert log.observe(event(2, EMA, NO_MORE), blocked=False, guard="off") == []
+    assert len(log.entries(ECU_ID)) == 1
+
+
+def test_a_blocked_command_is_finished_at_once(tmp_path: Path) -> None:
+    log = CommandLog(tmp_path, clock=lambda: NOW)
+    log.observe(event(1, ECU, POLL), blocked=False, guard="block_changes")
+    [entry] = log.observe(event(1, EMA, SWITCH), blocked=True, guard="block_changes")
+    assert entry.outcome == "blocked"
+    assert entry.answer is None
+    assert entry.parameters == {"scope": "all_on", "count": 0, "inverter_ids": []}
+
+
+def test_an_unanswered_command_closes_at_the_next_poll(tmp_path: Path) -> None:
+    log = CommandLog(tmp_path, clock=lambda: NOW)
+    log.observe(event(1, ECU, POLL), blocked=False, guard="off")
+    assert log.observe(event(1, EMA, SWITCH), blocked=False, guard="off") == []
+    [entry] = log.observe(event(2, ECU, POLL), blocked=False, guard="off")
+    assert entry.action == "switch_inverters"
+    assert entry.answer is None
+
+
+async def test_entries_survive_a_restart_and_expire_after_the_retention(
+    tmp_path: Path,
+) -> None:
+    clock = [NOW]
+    log = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
+    log.observe(event(1, ECU, POLL), blocked=False, guard="off")
+    log.observe(event(1, EMA, SWITCH), blocked=True, guard="off")
+    log.schedule_save()
+    await log.close()
+    saved = json.loads((tmp_path / FILE_NAME).read_text())
+    assert [e["action"] for e in saved["ecus"][ECU_ID]] == ["switch_inverters"]
+
+    again = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
+    again.load()
+    assert [e.as_dict() for e in again.entries(ECU_ID)] == [
+        e.as_dict() for e in log.entries(ECU_ID)
+    ]
+    clock[0] = NOW + timedelta(days=3)
+    later = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
+    later.load()
+    assert later.entries(ECU_ID) == []
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": 9}', '{"format": 1}'])
+def test_an_unreadable_file_starts_empty(tmp_path: Path, content: str) -> None:
+    (tmp_path / FILE_NAME).write_text(content)
+    log = CommandLog(tmp_path)
+    log.load()
+    assert log.entries(ECU_ID) == []
+
+
+async def next_event(sub: Subscription, name: str) -> Event:
+    async with asyncio.timeout(10):
+        while True:
+            item = await sub.get()
+            if isinstance(item, Event) and item.name == name:
+                return item
+
+
+async def test_relay_and_hub_publish_a_blocked_command_and_keep_it(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    options = Options(
+        listen=ECU_HOST,
+        ports=(port,),
+        ema_host=EMA_HOST,
+        data_dir=tmp_path,
+        connect_timeout=5.0,
+        ema_command_guard=GuardMode.BLOCK_CHANGES,
+    ).validate()
+    hub = Hub(options, server_id="a" * 32, version="9.9.9")
+    await hub.start()
+    sub = hub.subscribe(100)
+    sub.listen(hub.last_seq)
+
+    async def handler(conn: EmaConnection) -> None:
+        await conn.read_frame()
+        await conn.send(SWITCH)
+        await conn.read_to_eof()
+
+    ema = StandInEma(port, handler=handler)
+    await ema.start()
+    upstream = UpstreamResolver(EMA_HOST, (), tmp_path, allow_local=True)
+    relay = Relay(options, hub, upstream=upstream, cloudless=None, guard=hub.guard)
+    await relay.start()
+    try:
+        ecu = await FakeEcu.connect(relay.bound_ports[port])
+        await ecu.send(encode_control_poll(ECU_ID))
+        assert await ecu.read_to_eof() == encode_ema_no_more_commands(ECU_ID)
+        published = await next_event(sub, "ema_command")
+    finally:
+        await relay.stop()
+        await ema.stop()
+        await hub.stop()
+    assert published.data["action"] == "switch_inverters"
+    assert published.data["blocked"] is True
+    assert published.data["guard"] == "block_changes"
+    assert published.data["blocked_count"] == 1
+
+    restarted = Hub(options, server_id="a" * 32, version="9.9.9")
+    await restarted.start()
+    try:
+        assert [e.action for e in restarted.commands.entries(ECU_ID)] == [
+            "switch_inverters"
+        ]
+        snapshot = restarted.snapshot()
+        assert snapshot["guard"]["mode"] == "block_changes"
+        jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(
+            snapshot
+        )
+    finally:
+        await restarted.stop()
+
+
+async def test_state_lists_the_commands_of_each_ecu(tmp_path: Path) -> None:
+    hub = Hub(Options(data_dir=tmp_path), server_id="a" * 32, version="9.9.9")
+    await hub.start()
+    try:
+        now = datetime.now(UTC)
+        data = CAPTURE.removesuffix(b"\n")
+        hub.frame_received(event(7, ECU, data, now))
+        ecu_id = "216000064136"
+        poll = encode_control_poll(ecu_id).removesuffix(b"\n")
+        hub.frame_received(event(8, ECU, poll, now))
+        switch = SWITCH.replace(ECU_ID.encode(), ecu_id.encode())
+        hub.frame_received(event(8, EMA, switch, now))
+        hub.frame_received(event(9, ECU, poll, now))
+        snapshot = hub.snapshot()
+    finally:
+        await hub.stop()
+    [command] = snapshot["ecus"]["216000064136"]["commands"]
+    assert command["action"] == "switch_inverters"
+    assert command["outcome"] == "forwarded"
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(snapshot)
