@@ -54,7 +54,8 @@ class Action(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-# Command id -> action. docs/protocol.md §7.3; the ids EMA asks for in an A118 bundle are reports.
+# Command id -> action (docs/protocol.md §7.3); the ids EMA asks for in an A118
+# bundle are reports.
 COMMANDS: dict[str, Action] = {
     "A102": Action.INVERTER_LIST_REPORT,
     "A103": Action.SET_INVERTER_LIST,

@@ -630,10 +630,10 @@ def _aps15_inverter(blocks: list[tuple[str, Channel]]) -> Inverter:
 # -- ECU-3 typed record (APS15, command 0002) ---------------------------------------
 #
 # The Linux ECU-3 build for YC1000 sends the version-18 layout under an APS15
-# header with command 0002 (docs/protocol.md §4.10, docs/decoder.md; no capture confirms it). Numbers are
-# padded with "A" instead of "0", the ECU power is W x100, and every channel group
-# carries an 11-character status field: type 04 blocks are 180 characters, types
-# 03 and 05 keep their 106 and 75.
+# header with command 0002 (docs/protocol.md §4.10, docs/decoder.md; no capture
+# confirms it). Numbers are padded with "A" instead of "0", the ECU power is W x100,
+# and every channel group carries an 11-character status field: type 04 blocks are
+# 180 characters, types 03 and 05 keep their 106 and 75.
 
 ECU3_BLOCK_TYPES: dict[str, tuple[str, int]] = {
     "03": ("YC500", 106),
