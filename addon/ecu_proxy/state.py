@@ -545,11 +545,17 @@ class LiveState:
         """Rebuild from the ``ecus`` part of a persisted document."""
         data = _mapping(raw, "ecus")
         ecus: dict[str, EcuState] = {}
-        for key, value in data.items():
-            ecu = EcuState.from_persisted(value)
-            if ecu.ecu_id != key:
-                raise StateFormatError(f"ECU entry {key!r} holds {ecu.ecu_id!r}")
-            ecus[key] = ecu
+        try:
+            for key, value in data.items():
+                ecu = EcuState.from_persisted(value)
+                if ecu.ecu_id != key:
+                    raise StateFormatError(f"ECU entry {key!r} holds {ecu.ecu_id!r}")
+                ecus[key] = ecu
+        except StateFormatError:
+            raise
+        except (ValueError, TypeError, OverflowError, RecursionError) as err:
+            # whatever slips past the shape checks must still mean "move it aside"
+            raise StateFormatError(f"unusable ECU entry: {err!r}") from err
         return cls(ecus)
 
     @staticmethod
@@ -651,7 +657,8 @@ class LiveState:
 
 
 def _is_wire_time(text: str) -> bool:
-    return parse_wire_timestamp(text) is not None
+    # isdigit() also passes full-width and other Unicode digits; the wire has ASCII
+    return text.isascii() and parse_wire_timestamp(text) is not None
 
 
 def _mapping(raw: Any, what: str) -> dict[str, Any]:
@@ -683,8 +690,8 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
 
 def _int(data: dict[str, Any], key: str) -> int:
     value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise StateFormatError(f"{key} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise StateFormatError(f"{key} must be a non-negative 63-bit integer")
     return value
 
 
@@ -694,6 +701,8 @@ def _opt_float(data: dict[str, Any], key: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise StateFormatError(f"{key} must be a number or null")
+    if not math.isfinite(value) or abs(value) > 1e15:
+        raise StateFormatError(f"{key} is out of range")
     return value
 
 
