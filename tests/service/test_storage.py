@@ -245,6 +245,10 @@ def test_current_format_is_left_alone() -> None:
         migrate({"format": -1, "last_seq": 0, "ecus": {}})
 
 
+# "20240206112214" in full-width digits (U+FF10..U+FF19), which isdigit() accepts
+FULL_WIDTH_STAMP = "".join(chr(0xFF10 + int(d)) for d in "20240206112214")
+
+
 def _ecu_entry(**changes: Any) -> dict[str, Any]:
     return {"ecu_id": ECU, "seen": [], "inverters": []} | changes
 
@@ -297,7 +301,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "entry",
     [
-        _ecu_entry(seen=["２０２４０２０６１１２２１４"]),  # full-width digits
+        _ecu_entry(seen=[FULL_WIDTH_STAMP]),
         _ecu_entry(today_mwh=2**63),
         _ecu_entry(power_w=1e300),
         _ecu_entry(warnings=[[[[]]]], inverters=[{"id": 5}]),
