@@ -345,7 +345,7 @@ class Hub:
 
     def _apply_record(self, event: FrameEvent) -> None:
         frame = event.frame
-        outcome = self.state.apply_record(frame, event.received_at)
+        outcome = self.state.apply_record(frame, event.received_at, event.peer)
         if outcome.status == RecordStatus.INCOMPLETE:
             _LOGGER.warning(
                 "Data record from %s without ECU id or timestamp ignored", event.peer

@@ -20,6 +20,7 @@ from typing import Any
 
 from .decoder import format_wire_timestamp as wire_time
 from .decoder import parse_wire_timestamp
+from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,9 +32,7 @@ LIFETIME_RESET_RECORDS = 12
 # ECU time is local wall-clock time (UTC-12 to UTC+14); a record stamped further
 # ahead of its arrival than this is a clock glitch and would freeze all counting.
 MAX_CLOCK_AHEAD = timedelta(hours=26)
-# More ECUs than any installation has: beyond this, new ids are refused so that
-# stray or forged uploads cannot grow the state without end.
-MAX_ECUS = 32
+__all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus"]
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
 
@@ -62,6 +61,7 @@ class RecordOutcome:
     status: RecordStatus
     new_ecu: bool = False
     added_inverters: tuple[str, ...] = ()
+    evicted_ecus: tuple[str, ...] = ()  # unconfirmed ECUs dropped to make room
 
     @property
     def accepted(self) -> bool:
@@ -161,6 +161,7 @@ class InverterState:
     today_mwh: int = 0
     total_mwh: int = 0
     channels: dict[int, ChannelState] = field(default_factory=dict)
+    records: int = 0  # counted records it was in (see ecu_admission)
 
     def take_values(self, inv: Inverter, received_at: datetime, at: datetime) -> None:
         """Copy the live values of a record's inverter block."""
@@ -228,6 +229,7 @@ class InverterState:
         out["channels"] = [
             self.channels[n].to_persisted() for n in sorted(self.channels)
         ]
+        out["records"] = self.records
         return out
 
     @classmethod
@@ -257,6 +259,8 @@ class InverterState:
             today_mwh=_int(data, "today_mwh"),
             total_mwh=_int(data, "total_mwh"),
             channels={c.channel: c for c in channels},
+            # saved before records were counted: known for long, so confirmed
+            records=_int(data, "records") if "records" in data else CONFIRMING_RECORDS,
         )
 
 
@@ -317,6 +321,7 @@ class EcuState:
     # Newer records in a row whose lifetime counter was below ours (see
     # LIFETIME_RESET_RECORDS).
     lifetime_lower_streak: int = 0
+    records: int = 0  # counted records (see ecu_admission)
 
     @property
     def inverters_online(self) -> int:
@@ -363,6 +368,7 @@ class EcuState:
             ],
             "seen": sorted(self.seen),
             "lifetime_lower_streak": self.lifetime_lower_streak,
+            "records": self.records,
         }
 
     @classmethod
@@ -398,6 +404,7 @@ class EcuState:
             seen=set(seen),
             newest=max(seen) if seen else None,
             lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
+            records=_int(data, "records") if "records" in data else len(seen),
         )
         return ecu
 
@@ -435,7 +442,7 @@ class LiveState:
     def __init__(self, ecus: dict[str, EcuState] | None = None) -> None:
         """Start with the given ECUs (or none)."""
         self.ecus: dict[str, EcuState] = ecus or {}
-        self._refused: set[str] = set()  # ids refused by MAX_ECUS, logged once
+        self.admission = Admission()
 
     def ecu(self, ecu_id: str) -> EcuState:
         """Return the ECU's state, creating it on first use."""
@@ -444,8 +451,10 @@ class LiveState:
             state = self.ecus[ecu_id] = EcuState(ecu_id)
         return state
 
-    def apply_record(self, frame: DecodedFrame, received_at: datetime) -> RecordOutcome:
-        """Apply one decoded data record received at ``received_at`` (UTC)."""
+    def apply_record(
+        self, frame: DecodedFrame, received_at: datetime, peer: str | None = None
+    ) -> RecordOutcome:
+        """Apply a decoded data record from address ``peer`` received (UTC) at."""
         ecu_id, at = frame.ecu_id, frame.timestamp
         if not ecu_id or at is None:
             return RecordOutcome(ecu_id, RecordStatus.INCOMPLETE)
@@ -459,17 +468,15 @@ class LiveState:
             )
             return RecordOutcome(ecu_id, RecordStatus.FUTURE)
         new_ecu = ecu_id not in self.ecus
-        if new_ecu and len(self.ecus) >= MAX_ECUS:
-            if ecu_id not in self._refused:
-                if len(self._refused) < MAX_ECUS:
-                    self._refused.add(ecu_id)
-                _LOGGER.warning(
-                    "Ignoring ECU %s: already tracking %d ECUs (set allowed_ecu_ids "
-                    "to choose which)",
-                    ecu_id,
-                    MAX_ECUS,
-                )
-            return RecordOutcome(ecu_id, RecordStatus.TOO_MANY_ECUS)
+        evicted: list[str] = []
+        if new_ecu:
+            room, evicted = self.admission.room_for_ecu(self.ecus, ecu_id, peer)
+            if not room:
+                return RecordOutcome(ecu_id, RecordStatus.TOO_MANY_ECUS)
+            for gone in evicted:
+                del self.ecus[gone]
+                self.admission.forget(gone)
+            self.admission.admitted(ecu_id, peer)
         ecu = self.ecu(ecu_id)
         stamp = wire_time(at)
         if stamp in ecu.seen:
@@ -485,17 +492,20 @@ class LiveState:
             )
             return RecordOutcome(ecu_id, RecordStatus.TOO_OLD)
         late = ecu.newest is not None and stamp < ecu.newest
-        added = self._count_energy(ecu, frame, at)
+        blocks, added = self._admit_inverters(ecu, frame.inverters)
+        self._count_energy(ecu, blocks, at)
         if late:
             self._note_late_lifetime(ecu, frame)
         else:
-            self._take_live_values(ecu, frame, at, received_at)
-        for inv_id in added:
-            inv = ecu.inverters[inv_id]
-            if late:  # known from now on, but not part of the newest record
-                source = next(i for i in frame.inverters if i.id == inv_id)
-                inv.take_values(source, received_at, at)
+            self._take_live_values(ecu, frame, blocks, at, received_at)
+        for block in blocks:
+            inv = ecu.inverters[block.id]
+            inv.records += 1
+            if late and block.id in added:
+                # known from now on, but not part of the newest record
+                inv.take_values(block, received_at, at)
                 inv.online = False
+        ecu.records += 1
         ecu.last_seen = received_at
         ecu.remember(stamp)
         return RecordOutcome(
@@ -503,13 +513,46 @@ class LiveState:
             RecordStatus.LATE if late else RecordStatus.NEW,
             new_ecu=new_ecu,
             added_inverters=tuple(added),
+            evicted_ecus=tuple(evicted),
         )
+
+    def _admit_inverters(
+        self, ecu: EcuState, blocks: tuple[Inverter, ...]
+    ) -> tuple[list[Inverter], list[str]]:
+        """Return the record's blocks the state tracks, and the ids new to it."""
+        kept: list[Inverter] = []
+        added: list[str] = []
+        ids: set[str] = set()
+        full = False  # once no room is left, none appears later in the record
+        for block in blocks:
+            if block.id in ids:
+                continue  # a block repeated within one record counts once
+            ids.add(block.id)
+            if block.id in ecu.inverters:
+                kept.append(block)
+                continue
+            if full:
+                continue
+            room, victim = self.admission.room_for_inverter(
+                self.ecus, ecu.ecu_id, block.id, ids
+            )
+            if not room:
+                full = True
+                continue
+            if victim is not None:
+                del self.ecus[victim[0]].inverters[victim[1]]
+            ecu.inverters[block.id] = InverterState(
+                block.id, block.type_code, block.family
+            )
+            added.append(block.id)
+            kept.append(block)
+        return kept, added
 
     def apply_upstream(self, report: UpstreamReport) -> str | None:
         """Apply an upload outcome; return the ECU id it was for, if known."""
         if not report.ecu_id:
             return None
-        if report.ecu_id not in self.ecus and len(self.ecus) >= MAX_ECUS:
+        if report.ecu_id not in self.ecus and len(self.ecus) >= self.admission.max_ecus:
             return None
         upstream = self.ecu(report.ecu_id).upstream
         upstream.result = report.result
@@ -559,8 +602,8 @@ class LiveState:
         return cls(ecus)
 
     @staticmethod
-    def _count_energy(ecu: EcuState, frame: DecodedFrame, at: datetime) -> list[str]:
-        """Add the record's round energies; return ids of inverters seen first now."""
+    def _count_energy(ecu: EcuState, blocks: list[Inverter], at: datetime) -> None:
+        """Add the round energies of the record's tracked inverter blocks."""
         day = at.date()
         if ecu.today is None or day > ecu.today:
             ecu.today = day
@@ -568,13 +611,8 @@ class LiveState:
             for known in ecu.inverters.values():
                 known.reset_today()
         counts_today = day == ecu.today
-        added: list[str] = []
-        for block in frame.inverters:
-            inv = ecu.inverters.get(block.id)
-            if inv is None:
-                inv = InverterState(block.id, block.type_code, block.family)
-                ecu.inverters[block.id] = inv
-                added.append(block.id)
+        for block in blocks:
+            inv = ecu.inverters[block.id]
             if block.channels:
                 inverter_mwh = 0
                 for ch in block.channels:
@@ -590,11 +628,14 @@ class LiveState:
             if counts_today:
                 inv.today_mwh += inverter_mwh
                 ecu.today_mwh += inverter_mwh
-        return added
 
     @staticmethod
     def _take_live_values(
-        ecu: EcuState, frame: DecodedFrame, at: datetime, received_at: datetime
+        ecu: EcuState,
+        frame: DecodedFrame,
+        blocks: list[Inverter],
+        at: datetime,
+        received_at: datetime,
     ) -> None:
         """Make the record the ECU's current picture."""
         if frame.ecu_model:
@@ -635,10 +676,10 @@ class LiveState:
                     at.isoformat(),
                     current,
                 )
-        present = {block.id for block in frame.inverters}
+        present = {block.id for block in blocks}
         for inv_id, inv in ecu.inverters.items():
             inv.online = inv_id in present
-        for block in frame.inverters:
+        for block in blocks:
             ecu.inverters[block.id].take_values(block, received_at, at)
 
     @staticmethod
