@@ -15,23 +15,23 @@ import enum
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .decoder import format_wire_timestamp as wire_time
 from .decoder import parse_wire_timestamp
 from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
+from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
+from .timeline import StampWindow, Timeline, Verdict, fingerprint
 
 _LOGGER = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(_LOGGER)
 
 DEDUPE_WINDOW = timedelta(days=14)
 # A lifetime counter below ours is a glitch or a re-sent old value, unless this many
 # newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
 LIFETIME_RESET_RECORDS = 12
-# ECU time is local wall-clock time (UTC-12 to UTC+14); a record stamped further
-# ahead of its arrival than this is a clock glitch and would freeze all counting.
-MAX_CLOCK_AHEAD = timedelta(hours=26)
 __all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus"]
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
@@ -316,8 +316,9 @@ class EcuState:
     upstream: UpstreamState = field(default_factory=UpstreamState)
     inverters: dict[str, InverterState] = field(default_factory=dict)
     # Wire timestamps of records already counted, for deduplication.
-    seen: set[str] = field(default_factory=set)
-    newest: str | None = None
+    seen: StampWindow = field(default_factory=StampWindow)
+    newest: str | None = None  # wire time of the newest record on the timeline
+    timeline: Timeline = field(default_factory=Timeline)
     # Newer records in a row whose lifetime counter was below ours (see
     # LIFETIME_RESET_RECORDS).
     lifetime_lower_streak: int = 0
@@ -351,6 +352,7 @@ class EcuState:
 
     def to_persisted(self) -> dict[str, Any]:
         """Return the persisted form."""
+        stamps, marks = self.seen.to_persisted()
         return {
             "ecu_id": self.ecu_id,
             "model": self.model,
@@ -366,7 +368,10 @@ class EcuState:
             "inverters": [
                 self.inverters[i].to_persisted() for i in sorted(self.inverters)
             ],
-            "seen": sorted(self.seen),
+            "seen": stamps,
+            "seen_fp": marks,
+            "newest": self.newest,
+            "newest_arrival": _iso(self.timeline.newest_arrival),
             "lifetime_lower_streak": self.lifetime_lower_streak,
             "records": self.records,
         }
@@ -383,6 +388,16 @@ class EcuState:
         seen = _list(data, "seen")
         if not all(isinstance(s, str) and _is_wire_time(s) for s in seen):
             raise StateFormatError("ECU seen timestamps must be 14-digit strings")
+        marks = data.get("seen_fp")
+        if marks is not None and not (
+            isinstance(marks, list)
+            and all(m is None or (type(m) is int and 0 <= m < 2**32) for m in marks)
+        ):
+            raise StateFormatError("ECU seen_fp must be a list of checksums")
+        newest = _opt_str(data, "newest")
+        if newest is not None and not _is_wire_time(newest):
+            raise StateFormatError("ECU newest must be a 14-digit string")
+        newest = newest or (max(seen) if seen else None)
         warnings = _list(data, "warnings")
         inverters = [InverterState.from_persisted(i) for i in _list(data, "inverters")]
         count = data.get("inverter_count")
@@ -401,39 +416,43 @@ class EcuState:
             today_mwh=_int(data, "today_mwh"),
             upstream=UpstreamState.from_persisted(data.get("upstream", {})),
             inverters={inv.id: inv for inv in inverters},
-            seen=set(seen),
-            newest=max(seen) if seen else None,
+            seen=StampWindow.from_persisted(seen, marks),
+            newest=newest,
+            timeline=Timeline(
+                newest=parse_wire_timestamp(newest) if newest else None,
+                newest_arrival=_opt_time(data, "newest_arrival")
+                or _opt_time(data, "last_seen"),
+            ),
             lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
             records=_int(data, "records") if "records" in data else len(seen),
         )
         return ecu
 
-    def remember(self, stamp: str) -> None:
+    def remember(self, stamp: str, mark: int | None = None) -> None:
         """Record a counted timestamp and forget those out of the window."""
-        self.seen.add(stamp)
-        if self.newest is None or stamp > self.newest:
-            previous = self.newest
-            self.newest = stamp
-            if previous is None or previous[:8] != stamp[:8]:
-                self._prune()
+        self.seen.add(stamp, mark)
         if len(self.seen) > MAX_SEEN:
-            for old in sorted(self.seen)[: len(self.seen) - MAX_SEEN]:
-                self.seen.discard(old)
+            self.seen.drop_oldest(len(self.seen) - MAX_SEEN)
+
+    def make_newest(self, at: datetime, arrival: datetime) -> None:
+        """Move the ECU's timeline to a record; prune the window on a new day."""
+        stamp = wire_time(at)
+        previous, self.newest = self.newest, stamp
+        self.timeline.advance(at, arrival)
+        if previous is None or previous[:8] != stamp[:8]:
+            cutoff = self.oldest_countable()
+            if cutoff is not None:
+                self.seen.drop_before(cutoff)
 
     def oldest_countable(self) -> str | None:
         """Return the oldest timestamp that deduplication still covers."""
         if self.newest is None:
             return None
         if len(self.seen) >= MAX_SEEN:
-            return min(self.seen)
+            return self.seen.oldest()
         newest = parse_wire_timestamp(self.newest)
         assert newest is not None  # only valid wire times are stored
         return wire_time(newest - DEDUPE_WINDOW)
-
-    def _prune(self) -> None:
-        cutoff = self.oldest_countable()
-        if cutoff is not None:
-            self.seen = {s for s in self.seen if s >= cutoff}
 
 
 class LiveState:
@@ -458,15 +477,6 @@ class LiveState:
         ecu_id, at = frame.ecu_id, frame.timestamp
         if not ecu_id or at is None:
             return RecordOutcome(ecu_id, RecordStatus.INCOMPLETE)
-        if at - received_at.astimezone(UTC).replace(tzinfo=None) > MAX_CLOCK_AHEAD:
-            _LOGGER.warning(
-                "ECU %s: ignoring record stamped %s, too far ahead of its arrival "
-                "at %s (ECU clock wrong?)",
-                ecu_id,
-                at.isoformat(),
-                received_at.isoformat(),
-            )
-            return RecordOutcome(ecu_id, RecordStatus.FUTURE)
         new_ecu = ecu_id not in self.ecus
         evicted: list[str] = []
         if new_ecu:
@@ -479,11 +489,13 @@ class LiveState:
             self.admission.admitted(ecu_id, peer)
         ecu = self.ecu(ecu_id)
         stamp = wire_time(at)
-        if stamp in ecu.seen:
+        mark = fingerprint(frame)
+        if ecu.seen.seen(stamp, mark):
             return RecordOutcome(ecu_id, RecordStatus.DUPLICATE)
         oldest = ecu.oldest_countable()
         if oldest is not None and stamp < oldest:
-            _LOGGER.warning(
+            _LIMITED.limited_warning(
+                f"too-old-{ecu_id}",
                 "ECU %s: ignoring record of %s, older than the %s kept for "
                 "deduplication",
                 ecu_id,
@@ -491,9 +503,35 @@ class LiveState:
                 oldest,
             )
             return RecordOutcome(ecu_id, RecordStatus.TOO_OLD)
-        late = ecu.newest is not None and stamp < ecu.newest
+        verdict = ecu.timeline.judge(at, received_at)
+        if verdict is Verdict.FUTURE:
+            _LIMITED.limited_warning(
+                f"future-{ecu_id}",
+                "ECU %s: ignoring record stamped %s, too far ahead (over a day) of "
+                "the ECU's own newest record %s (ECU clock wrong?)",
+                ecu_id,
+                at.isoformat(),
+                ecu.newest,
+            )
+            if new_ecu:
+                del self.ecus[ecu_id]
+            return RecordOutcome(ecu_id, RecordStatus.FUTURE)
+        if verdict is Verdict.GLITCH or verdict is Verdict.STEP:
+            _LIMITED.limited_warning(
+                f"clock-{ecu_id}",
+                "ECU %s: record stamped %s is off the ECU's timeline (newest %s); %s",
+                ecu_id,
+                at.isoformat(),
+                ecu.newest,
+                "following the ECU clock"
+                if verdict is Verdict.STEP
+                else "counting it without moving the ECU's day",
+            )
+        late = verdict is Verdict.LATE
         blocks, added = self._admit_inverters(ecu, frame.inverters)
-        self._count_energy(ecu, blocks, at)
+        if verdict is Verdict.STEP and ecu.today is not None and at.date() < ecu.today:
+            ecu.today = None  # the clock went back across midnight: restart the day
+        self._count_energy(ecu, blocks, at, new_day=verdict is not Verdict.GLITCH)
         if late:
             self._note_late_lifetime(ecu, frame)
         else:
@@ -507,7 +545,9 @@ class LiveState:
                 inv.online = False
         ecu.records += 1
         ecu.last_seen = received_at
-        ecu.remember(stamp)
+        ecu.remember(stamp, mark)
+        if verdict is Verdict.CURRENT or verdict is Verdict.STEP:
+            ecu.make_newest(at, received_at)
         return RecordOutcome(
             ecu_id,
             RecordStatus.LATE if late else RecordStatus.NEW,
@@ -571,7 +611,7 @@ class LiveState:
         ecu = self.ecus.get(ecu_id)
         if ecu is None or limit <= 0:
             return []
-        return sorted(ecu.seen, reverse=True)[:limit]
+        return ecu.seen.newest_first(limit)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the ``ecus`` part of the state document."""
@@ -602,10 +642,12 @@ class LiveState:
         return cls(ecus)
 
     @staticmethod
-    def _count_energy(ecu: EcuState, blocks: list[Inverter], at: datetime) -> None:
+    def _count_energy(
+        ecu: EcuState, blocks: list[Inverter], at: datetime, *, new_day: bool
+    ) -> None:
         """Add the round energies of the record's tracked inverter blocks."""
         day = at.date()
-        if ecu.today is None or day > ecu.today:
+        if ecu.today is None or (new_day and day > ecu.today):
             ecu.today = day
             ecu.today_mwh = 0
             for known in ecu.inverters.values():
