@@ -16,6 +16,7 @@ from .api_guard import (
     HEADER_TIMEOUT_S,
     KEEPALIVE_TIMEOUT_S,
     MAX_API_CONNECTIONS,
+    MAX_API_CONNECTIONS_PER_ADDRESS,
     GuardedSite,
     HostPolicy,
     guard_middleware,
@@ -102,6 +103,7 @@ class ApiServer:
         client_bytes: int = CLIENT_QUEUE_BYTES,
         all_results_bytes: int = ALL_RESULTS_BYTES,
         max_connections: int = MAX_API_CONNECTIONS,
+        max_connections_per_address: int = MAX_API_CONNECTIONS_PER_ADDRESS,
         header_timeout: float = HEADER_TIMEOUT_S,
         send_timeout: float = SEND_TIMEOUT_S,
         policy: HostPolicy | None = None,
@@ -117,6 +119,7 @@ class ApiServer:
         self._all_results_bytes = all_results_bytes
         self._result_bytes = 0
         self._max_connections = max_connections
+        self._per_address = max_connections_per_address
         self._header_timeout = header_timeout
         self._send_timeout = send_timeout
         self._policy = policy or HostPolicy.for_this_machine(options.allowed_hosts)
@@ -172,6 +175,7 @@ class ApiServer:
             self._options.api_host,
             self._options.api_port,
             limit=self._max_connections,
+            per_address=self._per_address,
             header_timeout=self._header_timeout,
         )
         self._site = site

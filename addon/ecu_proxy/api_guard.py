@@ -32,6 +32,9 @@ _LIMITED = RateLimitedLog(_LOGGER)
 # Open API connections at once; far above what Home Assistant and a few browsers
 # need, far below the descriptor limit the relay needs for ECU connections.
 MAX_API_CONNECTIONS = 256
+# Open API connections from one address: Home Assistant needs one, a browser a
+# few; a single device cannot take every slot.
+MAX_API_CONNECTIONS_PER_ADDRESS = 32
 # Seconds a new connection has to deliver its first complete request head.
 HEADER_TIMEOUT_S = 10.0
 # Seconds an idle keep-alive connection stays open (aiohttp's default is an hour).
@@ -46,20 +49,27 @@ type _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ConnectionGuard:
-    """Wrap aiohttp's protocol factory: cap open connections, time out slow heads."""
+    """Wrap aiohttp's protocol factory: cap open connections, time out slow heads.
+
+    At the cap, the oldest connection still without a complete request head makes
+    room for a new one, so half-sent requests cannot keep a real client out.
+    """
 
     def __init__(
         self,
         factory: Callable[[], asyncio.Protocol],
         *,
         limit: int = MAX_API_CONNECTIONS,
+        per_address: int = MAX_API_CONNECTIONS_PER_ADDRESS,
         header_timeout: float = HEADER_TIMEOUT_S,
     ) -> None:
         """Guard connections made by ``factory``."""
         self._factory = factory
         self.limit = limit
+        self.per_address = per_address
         self.header_timeout = header_timeout
         self._open: dict[asyncio.BaseTransport, _GuardedProtocol] = {}
+        self._by_address: dict[str, int] = {}
         self.refused = 0
         self.timed_out = 0
 
@@ -79,24 +89,45 @@ class ConnectionGuard:
             if guarded is not None:
                 guarded.started()
 
-    def _admit(self, guarded: _GuardedProtocol, transport: asyncio.Transport) -> bool:
+    def _admit(
+        self, guarded: _GuardedProtocol, transport: asyncio.Transport, address: str
+    ) -> bool:
+        if self._by_address.get(address, 0) >= self.per_address:
+            return self._refuse(f"{self.per_address} open from {address}")
         if len(self._open) >= self.limit:
-            self.refused += 1
-            _LIMITED.limited_warning(
-                "api-connection-cap",
-                "API connection refused: %d connections open (the limit)",
-                self.limit,
-            )
-            return False
+            waiting = next((p for p in self._open.values() if p.waiting), None)
+            if waiting is None:
+                return self._refuse(f"{self.limit} open (the limit)")
+            waiting.expire(displaced=True)
         self._open[transport] = guarded
+        self._by_address[address] = self._by_address.get(address, 0) + 1
         return True
 
-    def _forget(self, transport: asyncio.BaseTransport | None) -> None:
-        if transport is not None:
-            self._open.pop(transport, None)
+    def _refuse(self, why: str) -> bool:
+        self.refused += 1
+        _LIMITED.limited_warning(
+            "api-connection-cap", "API connection refused: %s connections", why
+        )
+        return False
 
-    def _expired(self, peer: str) -> None:
+    def _forget(self, transport: asyncio.BaseTransport, address: str) -> None:
+        if self._open.pop(transport, None) is not None:
+            left = self._by_address.get(address, 1) - 1
+            if left > 0:
+                self._by_address[address] = left
+            else:
+                self._by_address.pop(address, None)
+
+    def _expired(self, peer: str, *, displaced: bool) -> None:
         self.timed_out += 1
+        if displaced:
+            _LIMITED.limited_warning(
+                "api-displaced",
+                "API client %s had sent no complete request when a new connection "
+                "needed its slot; closed",
+                peer,
+            )
+            return
         _LIMITED.limited_warning(
             "api-header-timeout",
             "API client %s sent no complete request within %.0f s; closed",
@@ -113,16 +144,24 @@ class _GuardedProtocol(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._address = "?"
+
+    @property
+    def waiting(self) -> bool:
+        """Return whether the connection has yet to send a complete request head."""
+        return self._timer is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp = cast("asyncio.Transport", transport)
-        if not self._guard._admit(self, tcp):
+        peer = tcp.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else "?"
+        if not self._guard._admit(self, tcp, self._address):
             tcp.abort()
             return
         self._transport = tcp
         self._inner = self._guard._factory()
         self._timer = asyncio.get_running_loop().call_later(
-            self._guard.header_timeout, self._expire
+            self._guard.header_timeout, self.expire
         )
         self._inner.connection_made(tcp)
 
@@ -131,11 +170,12 @@ class _GuardedProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self, *, displaced: bool = False) -> None:
+        """Close a connection that sent no complete request head in time."""
+        self.started()
         if self._transport is not None:
-            peer = self._transport.get_extra_info("peername")
-            self._guard._expired(str(peer[0]) if peer else "?")
+            self._guard._expired(self._address, displaced=displaced)
+            self._guard._forget(self._transport, self._address)
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -155,7 +195,8 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.started()
-        self._guard._forget(self._transport)
+        if self._transport is not None:
+            self._guard._forget(self._transport, self._address)
         if self._inner is not None:
             self._inner.connection_lost(exc)
 
@@ -170,6 +211,7 @@ class GuardedSite(web.BaseSite):
         port: int,
         *,
         limit: int = MAX_API_CONNECTIONS,
+        per_address: int = MAX_API_CONNECTIONS_PER_ADDRESS,
         header_timeout: float = HEADER_TIMEOUT_S,
     ) -> None:
         """Serve ``runner`` on ``host:port``."""
@@ -177,6 +219,7 @@ class GuardedSite(web.BaseSite):
         self._host = host
         self._port = port
         self._limit = limit
+        self._per_address = per_address
         self._header_timeout = header_timeout
         self.guard: ConnectionGuard | None = None
 
@@ -193,6 +236,7 @@ class GuardedSite(web.BaseSite):
         self.guard = ConnectionGuard(
             cast("Callable[[], asyncio.Protocol]", server),
             limit=self._limit,
+            per_address=self._per_address,
             header_timeout=self._header_timeout,
         )
         loop = asyncio.get_running_loop()

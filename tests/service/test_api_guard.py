@@ -254,33 +254,62 @@ async def test_ingress_requests_from_the_supervisor_keep_their_origin(
 # --- connections -------------------------------------------------------------------
 
 
-async def test_connections_are_capped_and_health_still_answers(
+async def test_half_sent_requests_make_room_for_a_real_client(
     make_setup: Factory,
 ) -> None:
     setup = await make_setup(max_connections=4, header_timeout=60.0)
     held = [
-        await asyncio.open_connection("127.0.0.1", setup.api.port) for _ in range(3)
+        await asyncio.open_connection("127.0.0.1", setup.api.port) for _ in range(4)
     ]
     for _, writer in held:
         writer.write(b"GET /api/state HTTP/1.1\r\nHo")  # half a request, then silence
         await writer.drain()
-    await until(lambda: setup.api.connection_count >= 3)
-    # The fourth slot still serves health.
+    await until(lambda: setup.api.connection_count >= 4)
+    # Every slot is taken, yet health answers: the oldest half-sent request goes.
     async with setup.session.get(f"{setup.url}/api/health") as resp:
         assert resp.status == 503  # no relay ports in this setup, but it answers
-    await until(
-        lambda: not (setup.api.connection_count < 4)
-    )  # the session keeps its connection
+    async with asyncio.timeout(WAIT):
+        assert await held[0][0].read() == b""
+    assert setup.api.connection_count == 4
+    for _, writer in held:
+        writer.close()
+
+
+async def test_connections_are_capped(make_setup: Factory) -> None:
+    setup = await make_setup(max_connections=3)
+    sockets = [await setup.session.ws_connect(f"{setup.url}/ws") for _ in range(3)]
+    await until(lambda: setup.api.client_count == 3)
     reader, writer = await asyncio.open_connection("127.0.0.1", setup.api.port)
     writer.write(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     async with asyncio.timeout(WAIT):
         assert await reader.read() == b""  # closed at once, nothing served
     writer.close()
-    for _, w in held:
-        w.close()
-    await until(lambda: setup.api.connection_count <= 1)
+    await sockets[0].close()
+    await until(lambda: setup.api.connection_count <= 2)
     async with setup.session.get(f"{setup.url}/api/health") as resp:
         assert resp.status == 503
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_one_address_cannot_take_every_slot(make_setup: Factory) -> None:
+    setup = await make_setup(max_connections_per_address=2, header_timeout=60.0)
+    other = ("127.0.0.2", 0)  # another device, still on loopback
+    held = [
+        await asyncio.open_connection("127.0.0.1", setup.api.port, local_addr=other)
+        for _ in range(2)
+    ]
+    await until(lambda: setup.api.connection_count >= 2)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", setup.api.port, local_addr=other
+    )
+    async with asyncio.timeout(WAIT):
+        assert await reader.read() == b""  # the third from that address is refused
+    writer.close()
+    async with setup.session.get(f"{setup.url}/api/health") as resp:
+        assert resp.status == 503  # others still get in
+    for _, w in held:
+        w.close()
 
 
 async def test_half_sent_request_times_out(make_setup: Factory) -> None:
