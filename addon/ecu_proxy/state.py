@@ -35,6 +35,9 @@ LIFETIME_RESET_RECORDS = 12
 __all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus"]
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
+# Over all ECUs: bounds the state file (about 30 bytes per timestamp) whatever
+# ECUs forged records create; the ECU remembering most gives way first.
+MAX_SEEN_TOTAL = 2 * MAX_SEEN
 
 
 class StateFormatError(ValueError):
@@ -548,6 +551,8 @@ class LiveState:
         ecu.remember(stamp, mark)
         if verdict is Verdict.CURRENT or verdict is Verdict.STEP:
             ecu.make_newest(at, received_at)
+        if len(self.ecus) > 1:
+            self._trim_seen()
         return RecordOutcome(
             ecu_id,
             RecordStatus.LATE if late else RecordStatus.NEW,
@@ -555,6 +560,13 @@ class LiveState:
             added_inverters=tuple(added),
             evicted_ecus=tuple(evicted),
         )
+
+    def _trim_seen(self) -> None:
+        """Keep the remembered timestamps of all ECUs within MAX_SEEN_TOTAL."""
+        excess = sum(len(e.seen) for e in self.ecus.values()) - MAX_SEEN_TOTAL
+        if excess > 0:
+            largest = max(self.ecus.values(), key=lambda e: len(e.seen))
+            largest.seen.drop_oldest(excess)
 
     def _admit_inverters(
         self, ecu: EcuState, blocks: tuple[Inverter, ...]

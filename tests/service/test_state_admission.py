@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+from ecu_proxy import state as state_module
 from ecu_proxy.ecu_admission import (
     MAX_ECUS,
     MAX_ECUS_PER_PEER,
@@ -14,6 +16,9 @@ from ecu_proxy.ecu_admission import (
 )
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
 from ecu_proxy.state import LiveState, RecordStatus
+
+if TYPE_CHECKING:
+    import pytest
 
 ECU = "216000064136"
 YC600 = "408000111178"
@@ -209,3 +214,21 @@ def test_record_counts_survive_a_restart_and_old_files_count_as_confirmed() -> N
     old = LiveState.from_persisted(saved)
     assert old.ecus[ECU].records == 2  # from the remembered timestamps
     assert old.ecus[ECU].inverters[YC600].records >= 2
+
+
+def test_remembered_timestamps_over_all_ecus_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(state_module, "MAX_SEEN_TOTAL", 300)
+    state = LiveState()
+    real_round(state, 0)
+    real_round(state, 1)
+    for k in range(3):  # three forged ECUs, 200 records each
+        for n in range(200):
+            at = DAY + timedelta(minutes=n)
+            state.apply_record(
+                record(at, ecu_id=f"21600000000{k}"), RECEIVED, f"192.168.4.{k}"
+            )
+    total = sum(len(e.seen) for e in state.ecus.values())
+    assert total <= 300
+    assert len(state.ecus[ECU].seen) == 2  # the ECU remembering least keeps all
