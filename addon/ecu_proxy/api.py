@@ -45,11 +45,15 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # the largest installation the state admits fits several times.
 CLIENT_QUEUE_BYTES = 4 * 1024 * 1024
 # Bytes of command results waiting for all WebSocket clients together (events are
-# shared between clients; results are each client's own).
-ALL_RESULTS_BYTES = 32 * 1024 * 1024
+# shared between clients; results are each client's own). A result being written
+# is held about three times over (text, encoded, framed), so this stays small.
+ALL_RESULTS_BYTES = 16 * 1024 * 1024
 # HTTP answers are written in chunks; a client that takes longer than this to
 # accept one is cut off, so a reader that never reads holds at most a chunk.
 SEND_TIMEOUT_S = 30.0
+# Results this small (errors, acknowledgements) are never refused for the budget
+# of all clients; the client's own budget still bounds them.
+SMALL_RESULT = 4096
 SEND_CHUNK = 64 * 1024
 
 CLOSE_GOING_AWAY = 1001
@@ -373,6 +377,10 @@ class ApiServer:
 
     async def _on_text(self, client: _Client, text: str) -> bool:
         """Handle one text message; return False when the connection must end."""
+        if client.sub.closed:
+            # Being disconnected: answer nothing more, but keep the connection (and
+            # what it holds, in the budgets) until the close is done.
+            return True
         try:
             message = json.loads(text)
         except ValueError:
@@ -429,8 +437,10 @@ class ApiServer:
             )
         else:
             if isinstance(result, FramePage):
-                # the page text is shared between clients; only the envelope is new
-                self._send_text(client, _result_around(message_id, result.json))
+                # the page text is shared between clients; only the envelope is new,
+                # and it is not built for a client that is over its budget anyway
+                if self._admits(client, len(result.json), message_id):
+                    self._send_text(client, _result_around(message_id, result.json))
             else:
                 self._send(client, _result(message_id, result))
         return True
@@ -439,19 +449,36 @@ class ApiServer:
         """Queue a message for one client behind everything queued before it."""
         self._send_text(client, _dumps(message))
 
+    def _admits(self, client: _Client, size: int, message_id: Any = None) -> bool:
+        """Return whether a result of ``size`` may be queued for the client.
+
+        A client already holding results beyond its share is disconnected; one
+        holding none is told to retry when all clients together hold too much.
+        """
+        over_all = self._result_bytes + size > self._all_results_bytes
+        if not client.result_bytes:
+            if not over_all or size <= SMALL_RESULT:
+                return True
+            self._send_text(
+                client, _dumps(_error(message_id, "busy", "too many answers waiting"))
+            )
+            return False
+        if not over_all and client.sub.queued_bytes + size <= self._client_bytes:
+            return True
+        _LIMITED.limited_warning(
+            "api-results-budget",
+            "WebSocket client %s asks for more than the server holds for it "
+            "(%d bytes waiting for all clients); disconnecting it",
+            client.peer,
+            self._result_bytes,
+        )
+        client.sub.close()
+        client.sub.overflowed.set()
+        return False
+
     def _send_text(self, client: _Client, text: str) -> None:
         size = len(text)
-        if self._result_bytes + size > self._all_results_bytes and client.result_bytes:
-            # Results waiting for all clients are over budget: drop the one asking.
-            _LIMITED.limited_warning(
-                "api-results-budget",
-                "WebSocket client %s asks for more than the server holds for all "
-                "clients (%d bytes waiting); disconnecting it",
-                client.peer,
-                self._result_bytes,
-            )
-            client.sub.close()
-            client.sub.overflowed.set()
+        if size > SMALL_RESULT and not self._admits(client, size):
             return
         if client.sub.send(text):
             client.result_bytes += size

@@ -23,6 +23,17 @@ from .decoder import parse_wire_timestamp
 from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
+from .persisted import (
+    StateFormatError,
+    int_of,
+    is_wire_time,
+    list_of,
+    mapping_of,
+    opt_float,
+    opt_str,
+    opt_time,
+    str_of,
+)
 from .timeline import StampWindow, Timeline, Verdict, fingerprint
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,16 +43,12 @@ DEDUPE_WINDOW = timedelta(days=14)
 # A lifetime counter below ours is a glitch or a re-sent old value, unless this many
 # newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
 LIFETIME_RESET_RECORDS = 12
-__all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus"]
+__all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus", "StateFormatError"]
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
 # Over all ECUs: bounds the state file (about 30 bytes per timestamp) whatever
 # ECUs forged records create; the ECU remembering most gives way first.
 MAX_SEEN_TOTAL = 2 * MAX_SEEN
-
-
-class StateFormatError(ValueError):
-    """A persisted state document does not have the expected shape."""
 
 
 class RecordStatus(enum.StrEnum):
@@ -134,14 +141,14 @@ class ChannelState:
     @classmethod
     def from_persisted(cls, raw: Any) -> ChannelState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "channel")
+        data = mapping_of(raw, "channel")
         return cls(
-            channel=_int(data, "channel"),
-            dc_voltage_v=_opt_float(data, "dc_voltage_v"),
-            dc_current_a=_opt_float(data, "dc_current_a"),
-            power_w=_opt_float(data, "power_w"),
-            today_mwh=_int(data, "today_mwh"),
-            total_mwh=_int(data, "total_mwh"),
+            channel=int_of(data, "channel"),
+            dc_voltage_v=opt_float(data, "dc_voltage_v"),
+            dc_current_a=opt_float(data, "dc_current_a"),
+            power_w=opt_float(data, "power_w"),
+            today_mwh=int_of(data, "today_mwh"),
+            total_mwh=int_of(data, "total_mwh"),
         )
 
 
@@ -238,32 +245,34 @@ class InverterState:
     @classmethod
     def from_persisted(cls, raw: Any) -> InverterState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "inverter")
+        data = mapping_of(raw, "inverter")
         phases = data.get("phase_voltages_v")
         if phases is not None and (
             not isinstance(phases, list)
             or not all(isinstance(v, int | float) for v in phases)
         ):
             raise StateFormatError("inverter phase_voltages_v must be a list")
-        channels = [ChannelState.from_persisted(c) for c in _list(data, "channels")]
+        channels = [ChannelState.from_persisted(c) for c in list_of(data, "channels")]
         return cls(
-            id=_str(data, "id"),
-            type_code=_str(data, "type_code"),
-            family=_str(data, "family"),
+            id=str_of(data, "id"),
+            type_code=str_of(data, "type_code"),
+            family=str_of(data, "family"),
             online=bool(data.get("online", False)),
-            last_seen=_opt_time(data, "last_seen"),
-            last_record_at=_opt_time(data, "last_record_at"),
-            ac_voltage_v=_opt_float(data, "ac_voltage_v"),
+            last_seen=opt_time(data, "last_seen"),
+            last_record_at=opt_time(data, "last_record_at"),
+            ac_voltage_v=opt_float(data, "ac_voltage_v"),
             phase_voltages_v=tuple(float(v) for v in phases) if phases else None,
-            frequency_hz=_opt_float(data, "frequency_hz"),
-            temperature_c=_opt_float(data, "temperature_c"),
-            power_w=_opt_float(data, "power_w"),
-            raw=_opt_str(data, "raw"),
-            today_mwh=_int(data, "today_mwh"),
-            total_mwh=_int(data, "total_mwh"),
+            frequency_hz=opt_float(data, "frequency_hz"),
+            temperature_c=opt_float(data, "temperature_c"),
+            power_w=opt_float(data, "power_w"),
+            raw=opt_str(data, "raw"),
+            today_mwh=int_of(data, "today_mwh"),
+            total_mwh=int_of(data, "total_mwh"),
             channels={c.channel: c for c in channels},
             # saved before records were counted: known for long, so confirmed
-            records=_int(data, "records") if "records" in data else CONFIRMING_RECORDS,
+            records=int_of(data, "records")
+            if "records" in data
+            else CONFIRMING_RECORDS,
         )
 
 
@@ -288,17 +297,17 @@ class UpstreamState:
     @classmethod
     def from_persisted(cls, raw: Any) -> UpstreamState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "upstream")
-        result = _opt_str(data, "result")
+        data = mapping_of(raw, "upstream")
+        result = opt_str(data, "result")
         try:
             parsed = UpstreamResult(result) if result is not None else None
         except ValueError as err:
             raise StateFormatError(f"unknown upstream result {result!r}") from err
         return cls(
             result=parsed,
-            at=_opt_time(data, "at"),
-            rtt_ms=_opt_float(data, "rtt_ms"),
-            detail=_opt_str(data, "detail"),
+            at=opt_time(data, "at"),
+            rtt_ms=opt_float(data, "rtt_ms"),
+            detail=opt_str(data, "detail"),
         )
 
 
@@ -382,14 +391,14 @@ class EcuState:
     @classmethod
     def from_persisted(cls, raw: Any) -> EcuState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "ecu")
-        today = _opt_str(data, "today")
+        data = mapping_of(raw, "ecu")
+        today = opt_str(data, "today")
         try:
             today_date = date.fromisoformat(today) if today else None
         except ValueError as err:
             raise StateFormatError(f"bad ECU date {today!r}") from err
-        seen = _list(data, "seen")
-        if not all(isinstance(s, str) and _is_wire_time(s) for s in seen):
+        seen = list_of(data, "seen")
+        if not all(isinstance(s, str) and is_wire_time(s) for s in seen):
             raise StateFormatError("ECU seen timestamps must be 14-digit strings")
         marks = data.get("seen_fp")
         if marks is not None and not (
@@ -397,37 +406,39 @@ class EcuState:
             and all(m is None or (type(m) is int and 0 <= m < 2**32) for m in marks)
         ):
             raise StateFormatError("ECU seen_fp must be a list of checksums")
-        newest = _opt_str(data, "newest")
-        if newest is not None and not _is_wire_time(newest):
+        newest = opt_str(data, "newest")
+        if newest is not None and not is_wire_time(newest):
             raise StateFormatError("ECU newest must be a 14-digit string")
         newest = newest or (max(seen) if seen else None)
-        warnings = _list(data, "warnings")
-        inverters = [InverterState.from_persisted(i) for i in _list(data, "inverters")]
+        warnings = list_of(data, "warnings")
+        inverters = [
+            InverterState.from_persisted(i) for i in list_of(data, "inverters")
+        ]
         count = data.get("inverter_count")
         if count is not None and not isinstance(count, int):
             raise StateFormatError("inverter_count must be an integer")
         ecu = cls(
-            ecu_id=_str(data, "ecu_id"),
-            model=_opt_str(data, "model"),
-            last_seen=_opt_time(data, "last_seen"),
-            last_record_at=_opt_time(data, "last_record_at"),
-            power_w=_opt_float(data, "power_w"),
-            lifetime_energy_kwh=_opt_float(data, "lifetime_energy_kwh"),
+            ecu_id=str_of(data, "ecu_id"),
+            model=opt_str(data, "model"),
+            last_seen=opt_time(data, "last_seen"),
+            last_record_at=opt_time(data, "last_record_at"),
+            power_w=opt_float(data, "power_w"),
+            lifetime_energy_kwh=opt_float(data, "lifetime_energy_kwh"),
             inverter_count=count,
             warnings=tuple(str(w) for w in warnings),
             today=today_date,
-            today_mwh=_int(data, "today_mwh"),
+            today_mwh=int_of(data, "today_mwh"),
             upstream=UpstreamState.from_persisted(data.get("upstream", {})),
             inverters={inv.id: inv for inv in inverters},
             seen=StampWindow.from_persisted(seen, marks),
             newest=newest,
             timeline=Timeline(
                 newest=parse_wire_timestamp(newest) if newest else None,
-                newest_arrival=_opt_time(data, "newest_arrival")
-                or _opt_time(data, "last_seen"),
+                newest_arrival=opt_time(data, "newest_arrival")
+                or opt_time(data, "last_seen"),
             ),
-            lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
-            records=_int(data, "records") if "records" in data else len(seen),
+            lifetime_lower_streak=int_of(data, "lifetime_lower_streak"),
+            records=int_of(data, "records") if "records" in data else len(seen),
         )
         return ecu
 
@@ -638,7 +649,7 @@ class LiveState:
     @classmethod
     def from_persisted(cls, raw: Any) -> LiveState:
         """Rebuild from the ``ecus`` part of a persisted document."""
-        data = _mapping(raw, "ecus")
+        data = mapping_of(raw, "ecus")
         ecus: dict[str, EcuState] = {}
         try:
             for key, value in data.items():
@@ -746,66 +757,3 @@ class LiveState:
                 frame.timestamp.isoformat() if frame.timestamp else "?",
                 frame.lifetime_energy_kwh,
             )
-
-
-# --- helpers for reading persisted documents -------------------------------------
-
-
-def _is_wire_time(text: str) -> bool:
-    # isdigit() also passes full-width and other Unicode digits; the wire has ASCII
-    return text.isascii() and parse_wire_timestamp(text) is not None
-
-
-def _mapping(raw: Any, what: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise StateFormatError(f"{what} must be an object")
-    return raw
-
-
-def _list(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise StateFormatError(f"{key} must be a list")
-    return value
-
-
-def _str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise StateFormatError(f"{key} must be a string")
-    return value
-
-
-def _opt_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise StateFormatError(f"{key} must be a string or null")
-    return value
-
-
-def _int(data: dict[str, Any], key: str) -> int:
-    value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise StateFormatError(f"{key} must be a non-negative 63-bit integer")
-    return value
-
-
-def _opt_float(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StateFormatError(f"{key} must be a number or null")
-    if not math.isfinite(value) or abs(value) > 1e15:
-        raise StateFormatError(f"{key} is out of range")
-    return value
-
-
-def _opt_time(data: dict[str, Any], key: str) -> datetime | None:
-    value = _opt_str(data, key)
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError as err:
-        raise StateFormatError(f"{key} is not an ISO time: {value!r}") from err

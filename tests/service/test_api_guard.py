@@ -446,3 +446,26 @@ async def test_results_for_all_clients_share_one_budget(make_setup: Factory) -> 
     for _, writer in clients:
         writer.close()
     await until(lambda: setup.api.client_count == 0)
+
+
+async def test_a_client_asking_while_others_hold_the_budget_is_told_to_retry(
+    make_setup: Factory,
+) -> None:
+    setup = await make_setup(all_results_bytes=600 * 1024)
+    fill_with_garbage(setup.hub)
+    ws = await setup.session.ws_connect(f"{setup.url}/ws")
+    await ws.receive(timeout=WAIT)
+    # Other clients hold almost all of the budget in unsent answers.
+    setup.api._result_bytes = 500 * 1024
+    await ws.send_json({"message_id": 2, "command": "get_frames"})
+    reply = json.loads((await ws.receive(timeout=WAIT)).data)
+    assert reply["success"] is False
+    assert reply["error_code"] == "busy"
+    # Still connected; small answers keep coming.
+    await ws.send_json({"message_id": 3, "command": "auth"})
+    assert json.loads((await ws.receive(timeout=WAIT)).data)["success"] is True
+    setup.api._result_bytes = 0  # the others were served or went away
+    await ws.send_json({"message_id": 4, "command": "get_frames"})
+    reply = json.loads((await ws.receive(timeout=WAIT)).data)
+    assert reply["success"] is True
+    await ws.close()
