@@ -344,8 +344,10 @@ class ApiServer:
                 except TimeoutError:
                     first = None
                 if first is None or first.type is not WSMsgType.TEXT:
-                    _LOGGER.warning(
-                        "WebSocket client %s did not authenticate", client.peer
+                    _LIMITED.limited_warning(
+                        f"api-auth-{client.peer}",
+                        "WebSocket client %s did not authenticate",
+                        client.peer,
                     )
                     await self._close(
                         client, CLOSE_AUTH_FAILED, "authentication failed"
@@ -394,7 +396,11 @@ class ApiServer:
                 client.authenticated = True
                 self._send(client, _result(message.get("message_id"), {}))
                 return True
-            _LOGGER.warning("WebSocket client %s failed to authenticate", client.peer)
+            _LIMITED.limited_warning(
+                f"api-auth-{client.peer}",
+                "WebSocket client %s failed to authenticate",
+                client.peer,
+            )
             await self._close(client, CLOSE_AUTH_FAILED, "authentication failed")
             return False
         if not isinstance(message, dict):

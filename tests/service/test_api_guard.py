@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -469,3 +469,59 @@ async def test_a_client_asking_while_others_hold_the_budget_is_told_to_retry(
     reply = json.loads((await ws.receive(timeout=WAIT)).data)
     assert reply["success"] is True
     await ws.close()
+
+
+def test_events_kept_for_resuming_are_bounded_in_bytes(tmp_path: Path) -> None:
+    from ecu_proxy.hub import HISTORY_BYTES
+    from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+
+    hub = Hub(
+        Options(data_dir=tmp_path), server_id="f" * 32, version="1", save_delay=0.05
+    )
+    blocks = tuple(
+        Inverter(
+            id=f"408000{n:06d}",
+            type_code="07",
+            family="YC600",
+            ac_voltage_v=228.0,
+            frequency_hz=50.0,
+            temperature_c=13.0,
+            power_w=34.0,
+            round_energy_wh=None,
+            channels=(
+                Channel(1, 33.8, 0.5, 17.0, 1.4),
+                Channel(2, 33.8, 0.5, 17.0, 1.4),
+            ),
+        )
+        for n in range(250)
+    )
+    start = datetime(2024, 2, 6, 8, 0)
+    for n in range(120):  # each record event carries 250 inverters (~150 kB)
+        at = start + timedelta(minutes=5 * n)
+        frame = DecodedFrame(
+            kind=FrameKind.DATA,
+            version="18",
+            length=40_000,
+            ecu_id="216000064136",
+            ecu_model="ECU-R",
+            timestamp=at,
+            inverters=blocks,
+        )
+        hub.frame_received(
+            FrameEvent(
+                connection_id=1,
+                port=8995,
+                peer="192.0.2.10",
+                direction=Direction.ECU_TO_EMA,
+                raw=b"APS18",
+                frame=frame,
+                received_at=RECEIVED + timedelta(minutes=5 * n),
+            )
+        )
+    assert hub.last_seq >= 120
+    assert hub.events_since(1) is None  # the oldest are gone: full state instead
+    oldest = next(s for s in range(hub.last_seq + 1) if hub.events_since(s) is not None)
+    kept = hub.events_since(oldest)
+    assert kept is not None
+    assert 1 <= len(kept) < 120
+    assert sum(len(e.json) for e in kept) <= HISTORY_BYTES
