@@ -335,6 +335,9 @@ class EcuState:
     # LIFETIME_RESET_RECORDS).
     lifetime_lower_streak: int = 0
     records: int = 0  # counted records (see ecu_admission)
+    # The last record refused as far ahead, with its arrival: counted after all if
+    # the next record shows the ECU clock really moved (not saved).
+    held: tuple[DecodedFrame, datetime] | None = field(default=None, compare=False)
 
     @property
     def inverters_online(self) -> int:
@@ -527,8 +530,7 @@ class LiveState:
                 at.isoformat(),
                 ecu.newest,
             )
-            if new_ecu:
-                del self.ecus[ecu_id]
+            ecu.held = (frame, received_at)
             return RecordOutcome(ecu_id, RecordStatus.FUTURE)
         if verdict is Verdict.GLITCH or verdict is Verdict.STEP:
             _LIMITED.limited_warning(
@@ -560,8 +562,12 @@ class LiveState:
         ecu.records += 1
         ecu.last_seen = received_at
         ecu.remember(stamp, mark)
+        held, ecu.held = ecu.held, None
         if verdict is Verdict.CURRENT or verdict is Verdict.STEP:
             ecu.make_newest(at, received_at)
+        if verdict is Verdict.STEP and held is not None:
+            # the refused record was the first of the new timeline: count it now
+            self.apply_record(held[0], held[1], peer)
         if len(self.ecus) > 1:
             self._trim_seen()
         return RecordOutcome(

@@ -220,3 +220,22 @@ def test_stamp_window_keeps_order_and_forgets_oldest_first() -> None:
     assert list(restored) == list(window)
     # Saved by a version without fingerprints: any record of that time is known.
     assert StampWindow.from_persisted(saved, None).seen(stamps[2501], 99)
+
+
+def test_record_refused_before_an_ecu_clock_jump_is_counted_once_it_is_proven() -> None:
+    state = LiveState()
+    run(state, 2)
+    jumped = START + timedelta(days=3)  # the ECU clock is set three days ahead
+    statuses = []
+    for n in range(2, 5):
+        at = jumped + timedelta(minutes=5 * n)
+        outcome = state.apply_record(
+            record(at, lifetime=100 + n / 100),
+            arrival(START + timedelta(minutes=5 * n)),
+        )
+        statuses.append(outcome.status)
+    assert statuses == [RecordStatus.FUTURE, RecordStatus.NEW, RecordStatus.NEW]
+    ecu = state.ecus[ECU]
+    assert ecu.inverters[YC600].total_mwh == 5 * ROUND_MWH  # the refused one too
+    assert ecu.last_record_at == jumped + timedelta(minutes=20)
+    assert wire_time(jumped + timedelta(minutes=10)) in state.stored_timestamps(ECU)
