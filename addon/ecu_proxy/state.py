@@ -21,6 +21,7 @@ from typing import Any
 from .decoder import format_wire_timestamp as wire_time
 from .decoder import parse_wire_timestamp
 from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
+from .lifetime import LIFETIME_RESET_RECORDS, next_lifetime
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
 from .persisted import (
@@ -36,14 +37,19 @@ from .persisted import (
 )
 from .timeline import StampWindow, Timeline, Verdict, fingerprint
 
+__all__ = [
+    "LIFETIME_RESET_RECORDS",
+    "MAX_ECUS",
+    "LiveState",
+    "RecordOutcome",
+    "RecordStatus",
+    "StateFormatError",
+]
+
 _LOGGER = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(_LOGGER)
 
 DEDUPE_WINDOW = timedelta(days=14)
-# A lifetime counter below ours is a glitch or a re-sent old value, unless this many
-# newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
-LIFETIME_RESET_RECORDS = 12
-__all__ = ["MAX_ECUS", "LiveState", "RecordOutcome", "RecordStatus", "StateFormatError"]
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
 # Over all ECUs: bounds the state file (about 30 bytes per timestamp) whatever
@@ -719,34 +725,13 @@ class LiveState:
             else len(frame.inverters)
         )
         ecu.warnings = frame.warnings
-        lifetime = frame.lifetime_energy_kwh
-        if lifetime is not None and math.isfinite(lifetime):
-            current = ecu.lifetime_energy_kwh
-            if current is None or lifetime >= current:
-                ecu.lifetime_energy_kwh = lifetime
-                ecu.lifetime_lower_streak = 0
-            elif ecu.lifetime_lower_streak + 1 >= LIFETIME_RESET_RECORDS:
-                _LOGGER.warning(
-                    "ECU %s: lifetime energy has read %.1f kWh, below the %.1f kWh "
-                    "seen before, for %d new records in a row; taking it as a "
-                    "counter reset",
-                    ecu.ecu_id,
-                    lifetime,
-                    current,
-                    LIFETIME_RESET_RECORDS,
-                )
-                ecu.lifetime_energy_kwh = lifetime
-                ecu.lifetime_lower_streak = 0
-            else:
-                ecu.lifetime_lower_streak += 1
-                _LOGGER.warning(
-                    "ECU %s: ignoring lifetime energy %.1f kWh of record %s, lower "
-                    "than the %.1f kWh already seen",
-                    ecu.ecu_id,
-                    lifetime,
-                    at.isoformat(),
-                    current,
-                )
+        ecu.lifetime_energy_kwh, ecu.lifetime_lower_streak = next_lifetime(
+            ecu.ecu_id,
+            ecu.lifetime_energy_kwh,
+            ecu.lifetime_lower_streak,
+            frame.lifetime_energy_kwh,
+            at,
+        )
         present = {block.id for block in blocks}
         for inv_id, inv in ecu.inverters.items():
             inv.online = inv_id in present
