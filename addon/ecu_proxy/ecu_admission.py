@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Protocol
 from .lograte import RateLimitedLog
 
 if TYPE_CHECKING:
-    from collections.abc import Container, Mapping
+    from collections.abc import Callable, Container, Mapping, Sequence
     from datetime import datetime
+
+    from .models import Inverter
 
 _LOGGER = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(_LOGGER)
@@ -166,6 +168,44 @@ class Admission:
             return None
         crowd = max(by_peer.values(), key=len)
         return min(crowd, key=lambda e: _age_key(ecus[e]))
+
+    def admit_blocks(
+        self,
+        ecus: Mapping[str, TrackedEcu],
+        ecu_id: str,
+        blocks: Sequence[Inverter],
+        add: Callable[[Inverter], None],
+        remove: Callable[[str, str], None],
+    ) -> tuple[list[Inverter], list[str]]:
+        """Return a record's blocks to track and the ids new to the ECU.
+
+        ``add`` creates the inverter of a new block; ``remove`` drops the
+        (ECU, inverter) that makes room for it.
+        """
+        known = ecus[ecu_id].inverters
+        kept: list[Inverter] = []
+        added: list[str] = []
+        ids: set[str] = set()
+        full = False  # once no room is left, none appears later in the record
+        for block in blocks:
+            if block.id in ids:
+                continue  # a block repeated within one record counts once
+            ids.add(block.id)
+            if block.id in known:
+                kept.append(block)
+                continue
+            if full:
+                continue
+            room, victim = self.room_for_inverter(ecus, ecu_id, block.id, ids)
+            if not room:
+                full = True
+                continue
+            if victim is not None:
+                remove(*victim)
+            add(block)
+            added.append(block.id)
+            kept.append(block)
+        return kept, added
 
     def room_for_inverter(
         self,

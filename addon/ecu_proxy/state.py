@@ -595,33 +595,16 @@ class LiveState:
         self, ecu: EcuState, blocks: tuple[Inverter, ...]
     ) -> tuple[list[Inverter], list[str]]:
         """Return the record's blocks the state tracks, and the ids new to it."""
-        kept: list[Inverter] = []
-        added: list[str] = []
-        ids: set[str] = set()
-        full = False  # once no room is left, none appears later in the record
-        for block in blocks:
-            if block.id in ids:
-                continue  # a block repeated within one record counts once
-            ids.add(block.id)
-            if block.id in ecu.inverters:
-                kept.append(block)
-                continue
-            if full:
-                continue
-            room, victim = self.admission.room_for_inverter(
-                self.ecus, ecu.ecu_id, block.id, ids
-            )
-            if not room:
-                full = True
-                continue
-            if victim is not None:
-                del self.ecus[victim[0]].inverters[victim[1]]
+
+        def add(block: Inverter) -> None:
             ecu.inverters[block.id] = InverterState(
                 block.id, block.type_code, block.family
             )
-            added.append(block.id)
-            kept.append(block)
-        return kept, added
+
+        def remove(ecu_id: str, inv_id: str) -> None:
+            del self.ecus[ecu_id].inverters[inv_id]
+
+        return self.admission.admit_blocks(self.ecus, ecu.ecu_id, blocks, add, remove)
 
     def apply_upstream(self, report: UpstreamReport) -> str | None:
         """Apply an upload outcome; return the ECU id it was for, if known."""
