@@ -12,7 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from .api_guard import (
+    HEADER_TIMEOUT_S,
+    KEEPALIVE_TIMEOUT_S,
+    MAX_API_CONNECTIONS,
+    MAX_API_CONNECTIONS_PER_ADDRESS,
+    GuardedSite,
+    HostPolicy,
+    guard_middleware,
+)
+from .frame_pages import FramePage, FramePager
 from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event, Subscription
+from .lograte import RateLimitedLog
 from .selfcheck import SelfCheck
 from .web.routes import add_web_routes
 
@@ -24,6 +35,7 @@ if TYPE_CHECKING:
     from .options import Options
 
 _LOGGER = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(_LOGGER)
 
 HEARTBEAT_S = 55.0
 CLIENT_QUEUE = 1024
@@ -31,6 +43,20 @@ CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 2.0
 AUTH_TIMEOUT_S = 10.0
 MAX_MESSAGE_BYTES = 64 * 1024
+# Bytes of text one WebSocket client may have waiting; a full state document of
+# the largest installation the state admits fits several times.
+CLIENT_QUEUE_BYTES = 4 * 1024 * 1024
+# Bytes of command results waiting for all WebSocket clients together (events are
+# shared between clients; results are each client's own). A result being written
+# is held about three times over (text, encoded, framed), so this stays small.
+ALL_RESULTS_BYTES = 16 * 1024 * 1024
+# HTTP answers are written in chunks; a client that takes longer than this to
+# accept one is cut off, so a reader that never reads holds at most a chunk.
+SEND_TIMEOUT_S = 30.0
+# Results this small (errors, acknowledgements) are never refused for the budget
+# of all clients; the client's own budget still bounds them.
+SMALL_RESULT = 4096
+SEND_CHUNK = 64 * 1024
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_AUTH_FAILED = 4001
@@ -56,15 +82,13 @@ class _Client:
     sub: Subscription
     peer: str
     authenticated: bool
+    transport: asyncio.BaseTransport | None = None
     writer: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
-
-    def send(self, message: dict[str, Any]) -> None:
-        """Queue a message behind everything queued before it."""
-        self.sub.send(_dumps(message))
+    result_bytes: int = 0  # bytes of this client's own results not yet sent
 
 
-type _Handler = Callable[[_Client, dict[str, Any]], dict[str, Any]]
+type _Handler = Callable[[_Client, dict[str, Any]], dict[str, Any] | FramePage]
 
 
 def _dumps(message: dict[str, Any]) -> str:
@@ -82,6 +106,14 @@ class ApiServer:
         counters: Callable[[], RelayCounters],
         client_queue: int = CLIENT_QUEUE,
         close_timeout: float = CLOSE_TIMEOUT_S,
+        client_bytes: int = CLIENT_QUEUE_BYTES,
+        all_results_bytes: int = ALL_RESULTS_BYTES,
+        max_connections: int = MAX_API_CONNECTIONS,
+        max_connections_per_address: int = MAX_API_CONNECTIONS_PER_ADDRESS,
+        header_timeout: float = HEADER_TIMEOUT_S,
+        send_timeout: float = SEND_TIMEOUT_S,
+        policy: HostPolicy | None = None,
+        pager: FramePager | None = None,
     ) -> None:
         """Prepare the server; ``start`` binds it."""
         self._hub = hub
@@ -90,8 +122,18 @@ class ApiServer:
         self._selfcheck = SelfCheck(hub, options, counters)
         self._client_queue = client_queue
         self._close_timeout = close_timeout
+        self._client_bytes = client_bytes
+        self._all_results_bytes = all_results_bytes
+        self._result_bytes = 0
+        self._max_connections = max_connections
+        self._per_address = max_connections_per_address
+        self._header_timeout = header_timeout
+        self._send_timeout = send_timeout
+        self._policy = policy or HostPolicy.for_this_machine(options.allowed_hosts)
+        self._pager = pager or FramePager()
         self._clients: set[_Client] = set()
         self._runner: web.AppRunner | None = None
+        self._site: GuardedSite | None = None
         self._port = 0
         self._commands: dict[str, _Handler] = {
             "auth": self._cmd_auth,
@@ -110,9 +152,18 @@ class ApiServer:
         """Return how many WebSocket clients are connected."""
         return len(self._clients)
 
+    @property
+    def connection_count(self) -> int:
+        """Return how many API connections are open."""
+        guard = self._site.guard if self._site is not None else None
+        return guard.open_connections if guard is not None else 0
+
     async def start(self) -> None:
         """Bind ``api_host:api_port`` (port 0 picks a free port)."""
-        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app = web.Application(
+            client_max_size=MAX_MESSAGE_BYTES,
+            middlewares=[guard_middleware(self._policy, lambda: self._site)],
+        )
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/health", self._health)
@@ -124,12 +175,22 @@ class ApiServer:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self._options.api_host, self._options.api_port)
+        site = GuardedSite(
+            runner,
+            self._options.api_host,
+            self._options.api_port,
+            limit=self._max_connections,
+            per_address=self._per_address,
+            header_timeout=self._header_timeout,
+        )
+        self._site = site
         try:
             await site.start()
         except OSError:
+            self._site = None
             await runner.cleanup()
             raise
         self._runner = runner
@@ -146,6 +207,7 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self._site = None
 
     # --- HTTP --------------------------------------------------------------------
 
@@ -165,26 +227,53 @@ class ApiServer:
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    async def _state(self, request: web.Request) -> web.Response:
+    async def _state(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._unauthorized()
-        return web.json_response(self._hub.snapshot())
+        return await self._send_json(request, _dumps(self._hub.snapshot()).encode())
 
-    async def _frames(self, request: web.Request) -> web.Response:
+    async def _frames(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._unauthorized()
-        raw = request.query.get("limit")
         try:
-            limit = _limit(int(raw) if raw is not None else None)
+            page = self._frame_page(
+                _query_int(request, "limit"), _query_int(request, "before")
+            )
         except (ValueError, CommandError):
             return web.json_response(
                 {
                     "error": "invalid_args",
-                    "details": f"limit must be an integer 1-{FRAME_BUFFER}",
+                    "details": f"limit must be an integer 1-{FRAME_BUFFER}, "
+                    "before an integer",
                 },
                 status=400,
             )
-        return web.json_response({"frames": self._hub.frames(limit)})
+        return await self._send_json(request, page.body)
+
+    async def _send_json(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """Send a JSON body in chunks; cut off a client that stops reading."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        view = memoryview(body)
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await response.prepare(request)
+            for start in range(0, len(view), SEND_CHUNK):
+                async with asyncio.timeout(self._send_timeout):
+                    await response.write(view[start : start + SEND_CHUNK])
+        except TimeoutError:
+            _LIMITED.limited_warning(
+                "api-http-slow",
+                "API client %s did not read its answer within %.0f s; closed",
+                request.remote,
+                self._send_timeout,
+            )
+            if request.transport is not None:
+                request.transport.abort()
+        return response
+
+    def _frame_page(self, limit: int | None, before: int | None) -> FramePage:
+        return self._pager.page(self._hub.captured(), _limit(limit), before)
 
     async def _health(self, request: web.Request) -> web.Response:
         try:
@@ -232,16 +321,18 @@ class ApiServer:
         await ws.prepare(request)
         client = _Client(
             ws=ws,
-            sub=self._hub.subscribe(self._client_queue),
+            sub=self._hub.subscribe(self._client_queue, self._client_bytes),
             peer=request.remote or "?",
             authenticated=not self._options.api_token,
+            transport=request.transport,
         )
         self._clients.add(client)
         client.writer = asyncio.create_task(self._write(client), name="ws-writer")
         client.watcher = asyncio.create_task(
             self._watch_overflow(client), name="ws-overflow"
         )
-        client.send(
+        self._send(
+            client,
             {
                 "type": "server_info",
                 "server_id": self._hub.server_id,
@@ -249,7 +340,7 @@ class ApiServer:
                 "schema_version": SCHEMA_VERSION,
                 "min_schema_version": MIN_SCHEMA_VERSION,
                 "requires_auth": not client.authenticated,
-            }
+            },
         )
         try:
             if not client.authenticated:
@@ -260,8 +351,10 @@ class ApiServer:
                 except TimeoutError:
                     first = None
                 if first is None or first.type is not WSMsgType.TEXT:
-                    _LOGGER.warning(
-                        "WebSocket client %s did not authenticate", client.peer
+                    _LIMITED.limited_warning(
+                        f"api-auth-{client.peer}",
+                        "WebSocket client %s did not authenticate",
+                        client.peer,
                     )
                     await self._close(
                         client, CLOSE_AUTH_FAILED, "authentication failed"
@@ -274,10 +367,14 @@ class ApiServer:
                     if not await self._on_text(client, msg.data):
                         break
                 elif msg.type is WSMsgType.BINARY:
-                    client.send(_error(None, "invalid_message", "send JSON text"))
+                    self._send(
+                        client, _error(None, "invalid_message", "send JSON text")
+                    )
         finally:
             client.sub.close()
             self._clients.discard(client)
+            self._result_bytes -= client.result_bytes
+            client.result_bytes = 0
             client.writer.cancel()
             if client.sub.overflowed.is_set():
                 # the watcher is closing the socket with 4002; let it finish
@@ -289,6 +386,10 @@ class ApiServer:
 
     async def _on_text(self, client: _Client, text: str) -> bool:
         """Handle one text message; return False when the connection must end."""
+        if client.sub.closed:
+            # Being disconnected: answer nothing more, but keep the connection (and
+            # what it holds, in the budgets) until the close is done.
+            return True
         try:
             message = json.loads(text)
         except ValueError:
@@ -300,26 +401,37 @@ class ApiServer:
                 and self._token_ok(message.get("token"))
             ):
                 client.authenticated = True
-                client.send(_result(message.get("message_id"), {}))
+                self._send(client, _result(message.get("message_id"), {}))
                 return True
-            _LOGGER.warning("WebSocket client %s failed to authenticate", client.peer)
+            _LIMITED.limited_warning(
+                f"api-auth-{client.peer}",
+                "WebSocket client %s failed to authenticate",
+                client.peer,
+            )
             await self._close(client, CLOSE_AUTH_FAILED, "authentication failed")
             return False
         if not isinstance(message, dict):
-            client.send(_error(None, "invalid_message", "expected a JSON object"))
+            self._send(
+                client, _error(None, "invalid_message", "expected a JSON object")
+            )
             return True
         message_id = message.get("message_id")
         command = message.get("command")
         if not isinstance(message_id, str | int) or isinstance(message_id, bool):
-            client.send(_error(None, "invalid_message", "message_id is required"))
+            self._send(
+                client, _error(None, "invalid_message", "message_id is required")
+            )
             return True
         if not isinstance(command, str):
-            client.send(_error(message_id, "invalid_message", "command is required"))
+            self._send(
+                client, _error(message_id, "invalid_message", "command is required")
+            )
             return True
         handler = self._commands.get(command)
         if handler is None:
-            client.send(
-                _error(message_id, "unknown_command", f"unknown command {command!r}")
+            self._send(
+                client,
+                _error(message_id, "unknown_command", f"unknown command {command!r}"),
             )
             return True
         try:
@@ -327,13 +439,63 @@ class ApiServer:
             # follows it, with no chance for the hub to publish in between.
             result = handler(client, message)
         except CommandError as err:
-            client.send(_error(message_id, err.code, err.details))
+            self._send(client, _error(message_id, err.code, err.details))
         except Exception:
-            _LOGGER.exception("Command %s failed", command)
-            client.send(_error(message_id, "internal_error", f"{command} failed"))
+            _LIMITED.log(
+                logging.ERROR, f"api-command-{command}", "Command %s failed", command
+            )
+            _LOGGER.debug("Command %s failed", command, exc_info=True)
+            self._send(
+                client, _error(message_id, "internal_error", f"{command} failed")
+            )
         else:
-            client.send(_result(message_id, result))
+            if isinstance(result, FramePage):
+                # the page text is shared between clients; only the envelope is new,
+                # and it is not built for a client that is over its budget anyway
+                if self._admits(client, len(result.json), message_id):
+                    self._send_text(client, _result_around(message_id, result.json))
+            else:
+                self._send(client, _result(message_id, result))
         return True
+
+    def _send(self, client: _Client, message: dict[str, Any]) -> None:
+        """Queue a message for one client behind everything queued before it."""
+        self._send_text(client, _dumps(message))
+
+    def _admits(self, client: _Client, size: int, message_id: Any = None) -> bool:
+        """Return whether a result of ``size`` may be queued for the client.
+
+        A client already holding results beyond its share is disconnected; one
+        holding none is told to retry when all clients together hold too much.
+        """
+        over_all = self._result_bytes + size > self._all_results_bytes
+        if not client.result_bytes:
+            if not over_all or size <= SMALL_RESULT:
+                return True
+            self._send_text(
+                client, _dumps(_error(message_id, "busy", "too many answers waiting"))
+            )
+            return False
+        if not over_all and client.sub.queued_bytes + size <= self._client_bytes:
+            return True
+        _LIMITED.limited_warning(
+            "api-results-budget",
+            "WebSocket client %s asks for more than the server holds for it "
+            "(%d bytes waiting for all clients); disconnecting it",
+            client.peer,
+            self._result_bytes,
+        )
+        client.sub.close()
+        client.sub.overflowed.set()
+        return False
+
+    def _send_text(self, client: _Client, text: str) -> None:
+        size = len(text)
+        if size > SMALL_RESULT and not self._admits(client, size):
+            return
+        if client.sub.send(text):
+            client.result_bytes += size
+            self._result_bytes += size
 
     def _token_ok(self, given: Any) -> bool:
         token = self._options.api_token
@@ -353,12 +515,18 @@ class ApiServer:
                 await ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+            finally:
+                if not isinstance(item, Event) and client.result_bytes:
+                    client.result_bytes -= len(text)
+                    self._result_bytes -= len(text)
 
     async def _watch_overflow(self, client: _Client) -> None:
         """Disconnect the client once its queue overflows (4002)."""
         await client.sub.overflowed.wait()
-        _LOGGER.warning(
-            "WebSocket client %s does not keep up; disconnecting it", client.peer
+        _LIMITED.limited_warning(
+            "api-ws-slow",
+            "WebSocket client %s does not keep up; disconnecting it",
+            client.peer,
         )
         await self._close(client, CLOSE_TOO_SLOW, "client too slow")
 
@@ -366,9 +534,15 @@ class ApiServer:
         """Stop the writer, then close with ``code`` (abort if the peer stalls)."""
         if client.writer is not None:
             client.writer.cancel()
-        with contextlib.suppress(TimeoutError, ConnectionError):
+        try:
             async with asyncio.timeout(self._close_timeout):
                 await client.ws.close(code=code, message=reason.encode(), drain=False)
+        except TimeoutError:
+            # a peer that reads nothing never takes the close frame either
+            if isinstance(client.transport, asyncio.Transport):
+                client.transport.abort()
+        except ConnectionError:
+            pass
 
     # --- commands (synchronous; see _on_text) ------------------------------------
 
@@ -401,15 +575,14 @@ class ApiServer:
     ) -> dict[str, Any]:
         return {"state": self._hub.snapshot()}
 
-    def _cmd_get_frames(
-        self, client: _Client, message: dict[str, Any]
-    ) -> dict[str, Any]:
-        limit = message.get("limit")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int)
-        ):
-            raise CommandError("invalid_args", "limit must be an integer")
-        return {"frames": self._hub.frames(_limit(limit))}
+    def _cmd_get_frames(self, client: _Client, message: dict[str, Any]) -> FramePage:
+        limit, before = message.get("limit"), message.get("before")
+        for name, value in (("limit", limit), ("before", before)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int)
+            ):
+                raise CommandError("invalid_args", f"{name} must be an integer")
+        return self._frame_page(limit, before)
 
 
 def _limit(value: int | None) -> int:
@@ -418,6 +591,17 @@ def _limit(value: int | None) -> int:
     if not 1 <= value <= FRAME_BUFFER:
         raise CommandError("invalid_args", f"limit must be 1-{FRAME_BUFFER}")
     return value
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    return int(raw) if raw is not None else None
+
+
+def _result_around(message_id: Any, result_json: str) -> str:
+    """Return a success result message around an already serialised result."""
+    head = _dumps({"type": "result", "message_id": message_id, "success": True})
+    return head[:-1] + ',"result":' + result_json + "}"
 
 
 def _result(message_id: Any, result: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MIN_SCHEMA_VERSION = 1
 HISTORY_SIZE = 1000
+HISTORY_BYTES = 8 * 1024 * 1024
 FRAME_BUFFER = 200
 # Bytes of one frame kept for /api/frames: any real record (100 inverters is about
 # 13 kB) fits; long runs of garbage are cut so the buffer stays small.
@@ -106,6 +107,10 @@ class CapturedFrame:
         }
 
 
+def _text_size(item: Event | str) -> int:
+    return len(item.json if isinstance(item, Event) else item)
+
+
 class Subscription:
     """One listener's ordered, bounded outbox of events and other messages.
 
@@ -113,12 +118,14 @@ class Subscription:
     is marked overflowed and dropped by the hub; its owner should disconnect.
     """
 
-    def __init__(self, hub: Hub, max_queue: int) -> None:
-        """Create an outbox holding at most ``max_queue`` items."""
+    def __init__(self, hub: Hub, max_queue: int, max_bytes: int | None = None) -> None:
+        """Create an outbox of at most ``max_queue`` items and ``max_bytes`` of text."""
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         self._hub = hub
         self._queue: asyncio.Queue[Event | str] = asyncio.Queue(max_queue)
+        self._max_bytes = max_bytes
+        self.queued_bytes = 0
         self._after: int | None = None
         self.overflowed = asyncio.Event()
         self.closed = False
@@ -143,7 +150,10 @@ class Subscription:
 
     async def get(self) -> Event | str:
         """Wait for the next queued item."""
-        return await self._queue.get()
+        item = await self._queue.get()
+        if self._max_bytes is not None:
+            self.queued_bytes -= _text_size(item)
+        return item
 
     def close(self) -> None:
         """Stop receiving events."""
@@ -153,8 +163,16 @@ class Subscription:
     def _put(self, item: Event | str) -> bool:
         if self.closed:
             return False
+        size = _text_size(item) if self._max_bytes is not None else 0
         try:
+            if (
+                self._max_bytes is not None
+                and self.queued_bytes  # one message alone may exceed the budget
+                and self.queued_bytes + size > self._max_bytes
+            ):
+                raise asyncio.QueueFull
             self._queue.put_nowait(item)
+            self.queued_bytes += size
         except asyncio.QueueFull:
             self.closed = True
             self.overflowed.set()
@@ -185,6 +203,7 @@ class Hub:
         self._save_delay = save_delay
         self._seq = 0
         self._history: deque[Event] = deque(maxlen=HISTORY_SIZE)
+        self._history_bytes = 0
         self._frames: deque[CapturedFrame] = deque(maxlen=FRAME_BUFFER)
         self._frame_seq = 0
         self._subscriptions: dict[Subscription, None] = {}
@@ -334,7 +353,7 @@ class Hub:
 
     def _apply_record(self, event: FrameEvent) -> None:
         frame = event.frame
-        outcome = self.state.apply_record(frame, event.received_at)
+        outcome = self.state.apply_record(frame, event.received_at, event.peer)
         if outcome.status == RecordStatus.INCOMPLETE:
             _LOGGER.warning(
                 "Data record from %s without ECU id or timestamp ignored", event.peer
@@ -428,15 +447,19 @@ class Hub:
         kept = list(self._frames)[-limit:]
         return [f.as_dict() for f in kept]
 
+    def captured(self) -> list[CapturedFrame]:
+        """Return the captured frames, oldest first."""
+        return list(self._frames)
+
     def uptime_s(self) -> float:
         """Return seconds since start."""
         return time.monotonic() - self._started
 
     # --- fan-out -----------------------------------------------------------------
 
-    def subscribe(self, max_queue: int) -> Subscription:
-        """Return a new subscription with a queue of at most ``max_queue`` items."""
-        sub = Subscription(self, max_queue)
+    def subscribe(self, max_queue: int, max_bytes: int | None = None) -> Subscription:
+        """Return a subscription of at most ``max_queue`` items and ``max_bytes``."""
+        sub = Subscription(self, max_queue, max_bytes)
         self._subscriptions[sub] = None
         return sub
 
@@ -452,6 +475,12 @@ class Hub:
     def _publish(self, name: str, data: dict[str, Any]) -> None:
         self._seq += 1
         event = Event(self._seq, name, data)
+        if len(self._history) == self._history.maxlen:
+            self._history_bytes -= len(self._history[0].json)
         self._history.append(event)
+        self._history_bytes += len(event.json)
+        # Events are bounded in bytes too: big ones (many inverters) leave sooner.
+        while self._history_bytes > HISTORY_BYTES and len(self._history) > 1:
+            self._history_bytes -= len(self._history.popleft().json)
         for sub in list(self._subscriptions):
             sub.deliver(event)

@@ -51,6 +51,9 @@ class Options:
     data_dir: Path = Path("data")
     dns_resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
     allowed_ecu_ids: tuple[str, ...] = ()
+    # Extra names the API answers to as Host (and pages there as Origin), besides
+    # IP addresses, localhost and this machine's own names; "*.example" = any below.
+    allowed_hosts: tuple[str, ...] = ()
     capture_frames: bool = True
     log_level: str = "info"
     connect_timeout: float = 10.0
@@ -96,6 +99,10 @@ class Options:
         for ecu_id in self.allowed_ecu_ids:
             if not is_ecu_id(ecu_id):
                 raise OptionsError(f"allowed ECU id {ecu_id!r} is not 12 digits")
+        for host in self.allowed_hosts:
+            name = host.removeprefix("*.")
+            if not _is_host(name) or (_is_ip(name) and host != name):
+                raise OptionsError(f"allowed host {host!r} is not a host name or IP")
         if self.log_level not in LOG_LEVELS:
             raise OptionsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.connect_timeout <= 0 or self.idle_timeout <= 0:
@@ -129,6 +136,7 @@ _ADDON_KEYS: dict[str, str] = {
     "extra_ports": "extra_ports",
     "api_token": "api_token",
     "allowed_ecu_ids": "allowed_ecu_ids",
+    "allowed_hosts": "allowed_hosts",
     "capture_frames": "capture_frames",
     "log_level": "log_level",
     "dns_resolvers": "dns_resolvers",
@@ -177,7 +185,7 @@ def _coerce(name: str, value: Any) -> Any:
                 return tuple(str(v).strip() for v in (value or ()) if str(v).strip())
             case "extra_ports":
                 return tuple(int(p) for p in (value or ()))
-            case "allowed_ecu_ids" | "dns_resolvers":
+            case "allowed_ecu_ids" | "dns_resolvers" | "allowed_hosts":
                 return tuple(str(v).strip() for v in (value or ()) if str(v).strip())
             case "api_token":
                 return str(value) if value else None

@@ -15,31 +15,46 @@ import enum
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .decoder import format_wire_timestamp as wire_time
 from .decoder import parse_wire_timestamp
+from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
+from .lifetime import LIFETIME_RESET_RECORDS, next_lifetime
+from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
+from .persisted import (
+    StateFormatError,
+    int_of,
+    is_wire_time,
+    list_of,
+    mapping_of,
+    opt_float,
+    opt_str,
+    opt_time,
+    str_of,
+)
+from .timeline import StampWindow, Timeline, Verdict, fingerprint
+
+__all__ = [
+    "LIFETIME_RESET_RECORDS",
+    "MAX_ECUS",
+    "LiveState",
+    "RecordOutcome",
+    "RecordStatus",
+    "StateFormatError",
+]
 
 _LOGGER = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(_LOGGER)
 
 DEDUPE_WINDOW = timedelta(days=14)
-# A lifetime counter below ours is a glitch or a re-sent old value, unless this many
-# newer records in a row (an hour of uploads) agree: then the ECU counter was reset.
-LIFETIME_RESET_RECORDS = 12
-# ECU time is local wall-clock time (UTC-12 to UTC+14); a record stamped further
-# ahead of its arrival than this is a clock glitch and would freeze all counting.
-MAX_CLOCK_AHEAD = timedelta(hours=26)
-# More ECUs than any installation has: beyond this, new ids are refused so that
-# stray or forged uploads cannot grow the state without end.
-MAX_ECUS = 32
 # Hard cap per ECU on remembered record timestamps (14 days of 1-minute records).
 MAX_SEEN = 14 * 24 * 60
-
-
-class StateFormatError(ValueError):
-    """A persisted state document does not have the expected shape."""
+# Over all ECUs: bounds the state file (about 30 bytes per timestamp) whatever
+# ECUs forged records create; the ECU remembering most gives way first.
+MAX_SEEN_TOTAL = 2 * MAX_SEEN
 
 
 class RecordStatus(enum.StrEnum):
@@ -62,6 +77,7 @@ class RecordOutcome:
     status: RecordStatus
     new_ecu: bool = False
     added_inverters: tuple[str, ...] = ()
+    evicted_ecus: tuple[str, ...] = ()  # unconfirmed ECUs dropped to make room
 
     @property
     def accepted(self) -> bool:
@@ -131,14 +147,14 @@ class ChannelState:
     @classmethod
     def from_persisted(cls, raw: Any) -> ChannelState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "channel")
+        data = mapping_of(raw, "channel")
         return cls(
-            channel=_int(data, "channel"),
-            dc_voltage_v=_opt_float(data, "dc_voltage_v"),
-            dc_current_a=_opt_float(data, "dc_current_a"),
-            power_w=_opt_float(data, "power_w"),
-            today_mwh=_int(data, "today_mwh"),
-            total_mwh=_int(data, "total_mwh"),
+            channel=int_of(data, "channel"),
+            dc_voltage_v=opt_float(data, "dc_voltage_v"),
+            dc_current_a=opt_float(data, "dc_current_a"),
+            power_w=opt_float(data, "power_w"),
+            today_mwh=int_of(data, "today_mwh"),
+            total_mwh=int_of(data, "total_mwh"),
         )
 
 
@@ -161,6 +177,7 @@ class InverterState:
     today_mwh: int = 0
     total_mwh: int = 0
     channels: dict[int, ChannelState] = field(default_factory=dict)
+    records: int = 0  # counted records it was in (see ecu_admission)
 
     def take_values(self, inv: Inverter, received_at: datetime, at: datetime) -> None:
         """Copy the live values of a record's inverter block."""
@@ -228,35 +245,40 @@ class InverterState:
         out["channels"] = [
             self.channels[n].to_persisted() for n in sorted(self.channels)
         ]
+        out["records"] = self.records
         return out
 
     @classmethod
     def from_persisted(cls, raw: Any) -> InverterState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "inverter")
+        data = mapping_of(raw, "inverter")
         phases = data.get("phase_voltages_v")
         if phases is not None and (
             not isinstance(phases, list)
             or not all(isinstance(v, int | float) for v in phases)
         ):
             raise StateFormatError("inverter phase_voltages_v must be a list")
-        channels = [ChannelState.from_persisted(c) for c in _list(data, "channels")]
+        channels = [ChannelState.from_persisted(c) for c in list_of(data, "channels")]
         return cls(
-            id=_str(data, "id"),
-            type_code=_str(data, "type_code"),
-            family=_str(data, "family"),
+            id=str_of(data, "id"),
+            type_code=str_of(data, "type_code"),
+            family=str_of(data, "family"),
             online=bool(data.get("online", False)),
-            last_seen=_opt_time(data, "last_seen"),
-            last_record_at=_opt_time(data, "last_record_at"),
-            ac_voltage_v=_opt_float(data, "ac_voltage_v"),
+            last_seen=opt_time(data, "last_seen"),
+            last_record_at=opt_time(data, "last_record_at"),
+            ac_voltage_v=opt_float(data, "ac_voltage_v"),
             phase_voltages_v=tuple(float(v) for v in phases) if phases else None,
-            frequency_hz=_opt_float(data, "frequency_hz"),
-            temperature_c=_opt_float(data, "temperature_c"),
-            power_w=_opt_float(data, "power_w"),
-            raw=_opt_str(data, "raw"),
-            today_mwh=_int(data, "today_mwh"),
-            total_mwh=_int(data, "total_mwh"),
+            frequency_hz=opt_float(data, "frequency_hz"),
+            temperature_c=opt_float(data, "temperature_c"),
+            power_w=opt_float(data, "power_w"),
+            raw=opt_str(data, "raw"),
+            today_mwh=int_of(data, "today_mwh"),
+            total_mwh=int_of(data, "total_mwh"),
             channels={c.channel: c for c in channels},
+            # saved before records were counted: known for long, so confirmed
+            records=int_of(data, "records")
+            if "records" in data
+            else CONFIRMING_RECORDS,
         )
 
 
@@ -281,17 +303,17 @@ class UpstreamState:
     @classmethod
     def from_persisted(cls, raw: Any) -> UpstreamState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "upstream")
-        result = _opt_str(data, "result")
+        data = mapping_of(raw, "upstream")
+        result = opt_str(data, "result")
         try:
             parsed = UpstreamResult(result) if result is not None else None
         except ValueError as err:
             raise StateFormatError(f"unknown upstream result {result!r}") from err
         return cls(
             result=parsed,
-            at=_opt_time(data, "at"),
-            rtt_ms=_opt_float(data, "rtt_ms"),
-            detail=_opt_str(data, "detail"),
+            at=opt_time(data, "at"),
+            rtt_ms=opt_float(data, "rtt_ms"),
+            detail=opt_str(data, "detail"),
         )
 
 
@@ -312,11 +334,16 @@ class EcuState:
     upstream: UpstreamState = field(default_factory=UpstreamState)
     inverters: dict[str, InverterState] = field(default_factory=dict)
     # Wire timestamps of records already counted, for deduplication.
-    seen: set[str] = field(default_factory=set)
-    newest: str | None = None
+    seen: StampWindow = field(default_factory=StampWindow)
+    newest: str | None = None  # wire time of the newest record on the timeline
+    timeline: Timeline = field(default_factory=Timeline)
     # Newer records in a row whose lifetime counter was below ours (see
     # LIFETIME_RESET_RECORDS).
     lifetime_lower_streak: int = 0
+    records: int = 0  # counted records (see ecu_admission)
+    # The last record refused as far ahead, with its arrival: counted after all if
+    # the next record shows the ECU clock really moved (not saved).
+    held: tuple[DecodedFrame, datetime] | None = field(default=None, compare=False)
 
     @property
     def inverters_online(self) -> int:
@@ -346,6 +373,7 @@ class EcuState:
 
     def to_persisted(self) -> dict[str, Any]:
         """Return the persisted form."""
+        stamps, marks = self.seen.to_persisted()
         return {
             "ecu_id": self.ecu_id,
             "model": self.model,
@@ -361,72 +389,93 @@ class EcuState:
             "inverters": [
                 self.inverters[i].to_persisted() for i in sorted(self.inverters)
             ],
-            "seen": sorted(self.seen),
+            "seen": stamps,
+            "seen_fp": marks,
+            "newest": self.newest,
+            "newest_arrival": _iso(self.timeline.newest_arrival),
             "lifetime_lower_streak": self.lifetime_lower_streak,
+            "records": self.records,
         }
 
     @classmethod
     def from_persisted(cls, raw: Any) -> EcuState:
         """Rebuild from the persisted form."""
-        data = _mapping(raw, "ecu")
-        today = _opt_str(data, "today")
+        data = mapping_of(raw, "ecu")
+        today = opt_str(data, "today")
         try:
             today_date = date.fromisoformat(today) if today else None
         except ValueError as err:
             raise StateFormatError(f"bad ECU date {today!r}") from err
-        seen = _list(data, "seen")
-        if not all(isinstance(s, str) and _is_wire_time(s) for s in seen):
+        seen = list_of(data, "seen")
+        if not all(isinstance(s, str) and is_wire_time(s) for s in seen):
             raise StateFormatError("ECU seen timestamps must be 14-digit strings")
-        warnings = _list(data, "warnings")
-        inverters = [InverterState.from_persisted(i) for i in _list(data, "inverters")]
+        marks = data.get("seen_fp")
+        if marks is not None and not (
+            isinstance(marks, list)
+            and all(m is None or (type(m) is int and 0 <= m < 2**32) for m in marks)
+        ):
+            raise StateFormatError("ECU seen_fp must be a list of checksums")
+        newest = opt_str(data, "newest")
+        if newest is not None and not is_wire_time(newest):
+            raise StateFormatError("ECU newest must be a 14-digit string")
+        newest = newest or (max(seen) if seen else None)
+        warnings = list_of(data, "warnings")
+        inverters = [
+            InverterState.from_persisted(i) for i in list_of(data, "inverters")
+        ]
         count = data.get("inverter_count")
         if count is not None and not isinstance(count, int):
             raise StateFormatError("inverter_count must be an integer")
         ecu = cls(
-            ecu_id=_str(data, "ecu_id"),
-            model=_opt_str(data, "model"),
-            last_seen=_opt_time(data, "last_seen"),
-            last_record_at=_opt_time(data, "last_record_at"),
-            power_w=_opt_float(data, "power_w"),
-            lifetime_energy_kwh=_opt_float(data, "lifetime_energy_kwh"),
+            ecu_id=str_of(data, "ecu_id"),
+            model=opt_str(data, "model"),
+            last_seen=opt_time(data, "last_seen"),
+            last_record_at=opt_time(data, "last_record_at"),
+            power_w=opt_float(data, "power_w"),
+            lifetime_energy_kwh=opt_float(data, "lifetime_energy_kwh"),
             inverter_count=count,
             warnings=tuple(str(w) for w in warnings),
             today=today_date,
-            today_mwh=_int(data, "today_mwh"),
+            today_mwh=int_of(data, "today_mwh"),
             upstream=UpstreamState.from_persisted(data.get("upstream", {})),
             inverters={inv.id: inv for inv in inverters},
-            seen=set(seen),
-            newest=max(seen) if seen else None,
-            lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
+            seen=StampWindow.from_persisted(seen, marks),
+            newest=newest,
+            timeline=Timeline(
+                newest=parse_wire_timestamp(newest) if newest else None,
+                newest_arrival=opt_time(data, "newest_arrival")
+                or opt_time(data, "last_seen"),
+            ),
+            lifetime_lower_streak=int_of(data, "lifetime_lower_streak"),
+            records=int_of(data, "records") if "records" in data else len(seen),
         )
         return ecu
 
-    def remember(self, stamp: str) -> None:
+    def remember(self, stamp: str, mark: int | None = None) -> None:
         """Record a counted timestamp and forget those out of the window."""
-        self.seen.add(stamp)
-        if self.newest is None or stamp > self.newest:
-            previous = self.newest
-            self.newest = stamp
-            if previous is None or previous[:8] != stamp[:8]:
-                self._prune()
+        self.seen.add(stamp, mark)
         if len(self.seen) > MAX_SEEN:
-            for old in sorted(self.seen)[: len(self.seen) - MAX_SEEN]:
-                self.seen.discard(old)
+            self.seen.drop_oldest(len(self.seen) - MAX_SEEN)
+
+    def make_newest(self, at: datetime, arrival: datetime) -> None:
+        """Move the ECU's timeline to a record; prune the window on a new day."""
+        stamp = wire_time(at)
+        previous, self.newest = self.newest, stamp
+        self.timeline.advance(at, arrival)
+        if previous is None or previous[:8] != stamp[:8]:
+            cutoff = self.oldest_countable()
+            if cutoff is not None:
+                self.seen.drop_before(cutoff)
 
     def oldest_countable(self) -> str | None:
         """Return the oldest timestamp that deduplication still covers."""
         if self.newest is None:
             return None
         if len(self.seen) >= MAX_SEEN:
-            return min(self.seen)
+            return self.seen.oldest()
         newest = parse_wire_timestamp(self.newest)
         assert newest is not None  # only valid wire times are stored
         return wire_time(newest - DEDUPE_WINDOW)
-
-    def _prune(self) -> None:
-        cutoff = self.oldest_countable()
-        if cutoff is not None:
-            self.seen = {s for s in self.seen if s >= cutoff}
 
 
 class LiveState:
@@ -435,7 +484,7 @@ class LiveState:
     def __init__(self, ecus: dict[str, EcuState] | None = None) -> None:
         """Start with the given ECUs (or none)."""
         self.ecus: dict[str, EcuState] = ecus or {}
-        self._refused: set[str] = set()  # ids refused by MAX_ECUS, logged once
+        self.admission = Admission()
 
     def ecu(self, ecu_id: str) -> EcuState:
         """Return the ECU's state, creating it on first use."""
@@ -444,39 +493,32 @@ class LiveState:
             state = self.ecus[ecu_id] = EcuState(ecu_id)
         return state
 
-    def apply_record(self, frame: DecodedFrame, received_at: datetime) -> RecordOutcome:
-        """Apply one decoded data record received at ``received_at`` (UTC)."""
+    def apply_record(
+        self, frame: DecodedFrame, received_at: datetime, peer: str | None = None
+    ) -> RecordOutcome:
+        """Apply a decoded data record from address ``peer`` received (UTC) at."""
         ecu_id, at = frame.ecu_id, frame.timestamp
         if not ecu_id or at is None:
             return RecordOutcome(ecu_id, RecordStatus.INCOMPLETE)
-        if at - received_at.astimezone(UTC).replace(tzinfo=None) > MAX_CLOCK_AHEAD:
-            _LOGGER.warning(
-                "ECU %s: ignoring record stamped %s, too far ahead of its arrival "
-                "at %s (ECU clock wrong?)",
-                ecu_id,
-                at.isoformat(),
-                received_at.isoformat(),
-            )
-            return RecordOutcome(ecu_id, RecordStatus.FUTURE)
         new_ecu = ecu_id not in self.ecus
-        if new_ecu and len(self.ecus) >= MAX_ECUS:
-            if ecu_id not in self._refused:
-                if len(self._refused) < MAX_ECUS:
-                    self._refused.add(ecu_id)
-                _LOGGER.warning(
-                    "Ignoring ECU %s: already tracking %d ECUs (set allowed_ecu_ids "
-                    "to choose which)",
-                    ecu_id,
-                    MAX_ECUS,
-                )
-            return RecordOutcome(ecu_id, RecordStatus.TOO_MANY_ECUS)
+        evicted: list[str] = []
+        if new_ecu:
+            room, evicted = self.admission.room_for_ecu(self.ecus, ecu_id, peer)
+            if not room:
+                return RecordOutcome(ecu_id, RecordStatus.TOO_MANY_ECUS)
+            for gone in evicted:
+                del self.ecus[gone]
+                self.admission.forget(gone)
+            self.admission.admitted(ecu_id, peer)
         ecu = self.ecu(ecu_id)
         stamp = wire_time(at)
-        if stamp in ecu.seen:
+        mark = fingerprint(frame)
+        if ecu.seen.seen(stamp, mark):
             return RecordOutcome(ecu_id, RecordStatus.DUPLICATE)
         oldest = ecu.oldest_countable()
         if oldest is not None and stamp < oldest:
-            _LOGGER.warning(
+            _LIMITED.limited_warning(
+                f"too-old-{ecu_id}",
                 "ECU %s: ignoring record of %s, older than the %s kept for "
                 "deduplication",
                 ecu_id,
@@ -484,32 +526,91 @@ class LiveState:
                 oldest,
             )
             return RecordOutcome(ecu_id, RecordStatus.TOO_OLD)
-        late = ecu.newest is not None and stamp < ecu.newest
-        added = self._count_energy(ecu, frame, at)
+        verdict = ecu.timeline.judge(at, received_at)
+        if verdict is Verdict.FUTURE:
+            _LIMITED.limited_warning(
+                f"future-{ecu_id}",
+                "ECU %s: ignoring record stamped %s, too far ahead (over a day) of "
+                "the ECU's own newest record %s (ECU clock wrong?)",
+                ecu_id,
+                at.isoformat(),
+                ecu.newest,
+            )
+            ecu.held = (frame, received_at)
+            return RecordOutcome(ecu_id, RecordStatus.FUTURE)
+        if verdict is Verdict.GLITCH or verdict is Verdict.STEP:
+            _LIMITED.limited_warning(
+                f"clock-{ecu_id}",
+                "ECU %s: record stamped %s is off the ECU's timeline (newest %s); %s",
+                ecu_id,
+                at.isoformat(),
+                ecu.newest,
+                "following the ECU clock"
+                if verdict is Verdict.STEP
+                else "counting it without moving the ECU's day",
+            )
+        late = verdict is Verdict.LATE
+        blocks, added = self._admit_inverters(ecu, frame.inverters)
+        if verdict is Verdict.STEP and ecu.today is not None and at.date() < ecu.today:
+            ecu.today = None  # the clock went back across midnight: restart the day
+        self._count_energy(ecu, blocks, at, new_day=verdict is not Verdict.GLITCH)
         if late:
             self._note_late_lifetime(ecu, frame)
         else:
-            self._take_live_values(ecu, frame, at, received_at)
-        for inv_id in added:
-            inv = ecu.inverters[inv_id]
-            if late:  # known from now on, but not part of the newest record
-                source = next(i for i in frame.inverters if i.id == inv_id)
-                inv.take_values(source, received_at, at)
+            self._take_live_values(ecu, frame, blocks, at, received_at)
+        for block in blocks:
+            inv = ecu.inverters[block.id]
+            inv.records += 1
+            if late and block.id in added:
+                # known from now on, but not part of the newest record
+                inv.take_values(block, received_at, at)
                 inv.online = False
+        ecu.records += 1
         ecu.last_seen = received_at
-        ecu.remember(stamp)
+        ecu.remember(stamp, mark)
+        held, ecu.held = ecu.held, None
+        if verdict is Verdict.CURRENT or verdict is Verdict.STEP:
+            ecu.make_newest(at, received_at)
+        if verdict is Verdict.STEP and held is not None:
+            # the refused record was the first of the new timeline: count it now
+            self.apply_record(held[0], held[1], peer)
+        if len(self.ecus) > 1:
+            self._trim_seen()
         return RecordOutcome(
             ecu_id,
             RecordStatus.LATE if late else RecordStatus.NEW,
             new_ecu=new_ecu,
             added_inverters=tuple(added),
+            evicted_ecus=tuple(evicted),
         )
+
+    def _trim_seen(self) -> None:
+        """Keep the remembered timestamps of all ECUs within MAX_SEEN_TOTAL."""
+        excess = sum(len(e.seen) for e in self.ecus.values()) - MAX_SEEN_TOTAL
+        if excess > 0:
+            largest = max(self.ecus.values(), key=lambda e: len(e.seen))
+            largest.seen.drop_oldest(excess)
+
+    def _admit_inverters(
+        self, ecu: EcuState, blocks: tuple[Inverter, ...]
+    ) -> tuple[list[Inverter], list[str]]:
+        """Return the record's blocks the state tracks, and the ids new to it."""
+
+        def add(block: Inverter) -> None:
+            ecu.inverters[block.id] = InverterState(
+                block.id, block.type_code, block.family
+            )
+
+        def remove(ecu_id: str, inv_id: str) -> None:
+            del self.ecus[ecu_id].inverters[inv_id]
+
+        return self.admission.admit_blocks(self.ecus, ecu.ecu_id, blocks, add, remove)
 
     def apply_upstream(self, report: UpstreamReport) -> str | None:
         """Apply an upload outcome; return the ECU id it was for, if known."""
         if not report.ecu_id:
             return None
-        if report.ecu_id not in self.ecus and len(self.ecus) >= MAX_ECUS:
+        if report.ecu_id not in self.ecus and len(self.ecus) >= self.admission.max_ecus:
             return None
         upstream = self.ecu(report.ecu_id).upstream
         upstream.result = report.result
@@ -528,7 +629,7 @@ class LiveState:
         ecu = self.ecus.get(ecu_id)
         if ecu is None or limit <= 0:
             return []
-        return sorted(ecu.seen, reverse=True)[:limit]
+        return ecu.seen.newest_first(limit)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the ``ecus`` part of the state document."""
@@ -543,32 +644,35 @@ class LiveState:
     @classmethod
     def from_persisted(cls, raw: Any) -> LiveState:
         """Rebuild from the ``ecus`` part of a persisted document."""
-        data = _mapping(raw, "ecus")
+        data = mapping_of(raw, "ecus")
         ecus: dict[str, EcuState] = {}
-        for key, value in data.items():
-            ecu = EcuState.from_persisted(value)
-            if ecu.ecu_id != key:
-                raise StateFormatError(f"ECU entry {key!r} holds {ecu.ecu_id!r}")
-            ecus[key] = ecu
+        try:
+            for key, value in data.items():
+                ecu = EcuState.from_persisted(value)
+                if ecu.ecu_id != key:
+                    raise StateFormatError(f"ECU entry {key!r} holds {ecu.ecu_id!r}")
+                ecus[key] = ecu
+        except StateFormatError:
+            raise
+        except (ValueError, TypeError, OverflowError, RecursionError) as err:
+            # whatever slips past the shape checks must still mean "move it aside"
+            raise StateFormatError(f"unusable ECU entry: {err!r}") from err
         return cls(ecus)
 
     @staticmethod
-    def _count_energy(ecu: EcuState, frame: DecodedFrame, at: datetime) -> list[str]:
-        """Add the record's round energies; return ids of inverters seen first now."""
+    def _count_energy(
+        ecu: EcuState, blocks: list[Inverter], at: datetime, *, new_day: bool
+    ) -> None:
+        """Add the round energies of the record's tracked inverter blocks."""
         day = at.date()
-        if ecu.today is None or day > ecu.today:
+        if ecu.today is None or (new_day and day > ecu.today):
             ecu.today = day
             ecu.today_mwh = 0
             for known in ecu.inverters.values():
                 known.reset_today()
         counts_today = day == ecu.today
-        added: list[str] = []
-        for block in frame.inverters:
-            inv = ecu.inverters.get(block.id)
-            if inv is None:
-                inv = InverterState(block.id, block.type_code, block.family)
-                ecu.inverters[block.id] = inv
-                added.append(block.id)
+        for block in blocks:
+            inv = ecu.inverters[block.id]
             if block.channels:
                 inverter_mwh = 0
                 for ch in block.channels:
@@ -584,11 +688,14 @@ class LiveState:
             if counts_today:
                 inv.today_mwh += inverter_mwh
                 ecu.today_mwh += inverter_mwh
-        return added
 
     @staticmethod
     def _take_live_values(
-        ecu: EcuState, frame: DecodedFrame, at: datetime, received_at: datetime
+        ecu: EcuState,
+        frame: DecodedFrame,
+        blocks: list[Inverter],
+        at: datetime,
+        received_at: datetime,
     ) -> None:
         """Make the record the ECU's current picture."""
         if frame.ecu_model:
@@ -601,38 +708,17 @@ class LiveState:
             else len(frame.inverters)
         )
         ecu.warnings = frame.warnings
-        lifetime = frame.lifetime_energy_kwh
-        if lifetime is not None and math.isfinite(lifetime):
-            current = ecu.lifetime_energy_kwh
-            if current is None or lifetime >= current:
-                ecu.lifetime_energy_kwh = lifetime
-                ecu.lifetime_lower_streak = 0
-            elif ecu.lifetime_lower_streak + 1 >= LIFETIME_RESET_RECORDS:
-                _LOGGER.warning(
-                    "ECU %s: lifetime energy has read %.1f kWh, below the %.1f kWh "
-                    "seen before, for %d new records in a row; taking it as a "
-                    "counter reset",
-                    ecu.ecu_id,
-                    lifetime,
-                    current,
-                    LIFETIME_RESET_RECORDS,
-                )
-                ecu.lifetime_energy_kwh = lifetime
-                ecu.lifetime_lower_streak = 0
-            else:
-                ecu.lifetime_lower_streak += 1
-                _LOGGER.warning(
-                    "ECU %s: ignoring lifetime energy %.1f kWh of record %s, lower "
-                    "than the %.1f kWh already seen",
-                    ecu.ecu_id,
-                    lifetime,
-                    at.isoformat(),
-                    current,
-                )
-        present = {block.id for block in frame.inverters}
+        ecu.lifetime_energy_kwh, ecu.lifetime_lower_streak = next_lifetime(
+            ecu.ecu_id,
+            ecu.lifetime_energy_kwh,
+            ecu.lifetime_lower_streak,
+            frame.lifetime_energy_kwh,
+            at,
+        )
+        present = {block.id for block in blocks}
         for inv_id, inv in ecu.inverters.items():
             inv.online = inv_id in present
-        for block in frame.inverters:
+        for block in blocks:
             ecu.inverters[block.id].take_values(block, received_at, at)
 
     @staticmethod
@@ -645,63 +731,3 @@ class LiveState:
                 frame.timestamp.isoformat() if frame.timestamp else "?",
                 frame.lifetime_energy_kwh,
             )
-
-
-# --- helpers for reading persisted documents -------------------------------------
-
-
-def _is_wire_time(text: str) -> bool:
-    return parse_wire_timestamp(text) is not None
-
-
-def _mapping(raw: Any, what: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise StateFormatError(f"{what} must be an object")
-    return raw
-
-
-def _list(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise StateFormatError(f"{key} must be a list")
-    return value
-
-
-def _str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise StateFormatError(f"{key} must be a string")
-    return value
-
-
-def _opt_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise StateFormatError(f"{key} must be a string or null")
-    return value
-
-
-def _int(data: dict[str, Any], key: str) -> int:
-    value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise StateFormatError(f"{key} must be a non-negative integer")
-    return value
-
-
-def _opt_float(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StateFormatError(f"{key} must be a number or null")
-    return value
-
-
-def _opt_time(data: dict[str, Any], key: str) -> datetime | None:
-    value = _opt_str(data, key)
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError as err:
-        raise StateFormatError(f"{key} is not an ISO time: {value!r}") from err

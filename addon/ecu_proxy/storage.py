@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -46,6 +47,12 @@ _LOGGER = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 FORMAT = 1
+# The state document is 6 levels deep; anything far deeper is damage or an attack.
+MAX_DEPTH = 32
+# 19 digits hold any 63-bit counter (mWh for a million years of a large plant).
+MAX_INT_DIGITS = 19
+# Brackets outside strings: a string token is skipped whole, escapes included.
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _LAST_SEQ = re.compile(rb'"(?:last_seq|seq)"\s*:\s*(\d{1,18})')
 
 
@@ -91,9 +98,9 @@ class StateStore:
         except OSError as err:
             return self._bad(f"cannot read {self.path.name}: {err}", b"")
         try:
-            document = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return self._bad(f"{self.path.name} is not valid JSON: {err}", data)
+            document = parse_document(data)
+        except StorageError as err:
+            return self._bad(f"{self.path.name} {err}", data)
         try:
             document, migrated_from = migrate(document)
         except StorageError as err:
@@ -157,6 +164,61 @@ class StateStore:
             target.name,
         )
         return Loaded(None, moved_aside=target, problem=problem, last_seq_hint=hint)
+
+
+def parse_document(data: bytes) -> Any:
+    """Parse state-file bytes as strict JSON, or raise StorageError saying why.
+
+    Stricter than ``json.loads``: NaN and Infinity (which a later answer would serve
+    as invalid JSON), numbers too large for a float or a 64-bit counter, and nesting
+    deep enough to exhaust the stack are refused instead of escaping as other errors.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise StorageError(f"is not valid JSON: {err}") from err
+    if _nesting_depth(text) > MAX_DEPTH:
+        raise StorageError(f"is not valid JSON: nested deeper than {MAX_DEPTH}")
+    try:
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+    except (ValueError, RecursionError) as err:
+        # JSONDecodeError is a ValueError; so are the refusals above
+        raise StorageError(f"is not valid JSON: {err}") from err
+
+
+def _nesting_depth(text: str) -> int:
+    """Return the deepest bracket nesting outside strings (a cheap linear scan)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def migrate(document: Any) -> tuple[dict[str, Any], int | None]:

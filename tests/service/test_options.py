@@ -106,6 +106,8 @@ def test_bad_option_values_name_the_option(
         (Options(ema_host="not a host!"), "ema_host"),
         (Options(dns_resolvers=("dns.example",)), "not an IP"),
         (Options(allowed_ecu_ids=("1234",)), "12 digits"),
+        (Options(allowed_hosts=("not a host!",)), "allowed host"),
+        (Options(allowed_hosts=("*.10.0.0.1",)), "allowed host"),
         (Options(log_level="loud"), "log_level"),
         (Options(idle_timeout=0), "positive"),
         (Options(max_connections=0), "max_connections"),
@@ -133,3 +135,11 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("[1, 2]")
     with pytest.raises(OptionsError, match="JSON object"):
         load_options_file(bad)
+
+
+def test_allowed_hosts_from_the_addon_options() -> None:
+    options = options_from_mapping(
+        {"allowed_hosts": ["solar.example.org", " *.lan.example ", "", "10.0.0.7"]}
+    ).validate()
+    assert options.allowed_hosts == ("solar.example.org", "*.lan.example", "10.0.0.7")
+    assert Options().allowed_hosts == ()

@@ -378,7 +378,10 @@ def test_record_far_ahead_of_its_arrival_is_refused(
 def test_ecu_count_is_capped() -> None:
     state = LiveState()
     for n in range(MAX_ECUS):
-        assert state.apply_record(record(DAY, ecu_id=f"2160{n:08d}"), RECEIVED).accepted
+        # two records each: confirmed ECUs, which newcomers cannot push out
+        for minutes in (0, 5):
+            at = DAY + timedelta(minutes=minutes)
+            assert state.apply_record(record(at, ecu_id=f"2160{n:08d}"), RECEIVED)
     refused = state.apply_record(record(DAY, ecu_id="216099999999"), RECEIVED)
     assert refused.status == RecordStatus.TOO_MANY_ECUS
     upstream = UpstreamReport("216099999999", 8997, UpstreamResult.OK, RECEIVED)
@@ -386,7 +389,7 @@ def test_ecu_count_is_capped() -> None:
     assert len(state.ecus) == MAX_ECUS
     # ECUs already known keep working.
     again = state.apply_record(
-        record(DAY + timedelta(minutes=5), ecu_id="216000000000"), RECEIVED
+        record(DAY + timedelta(minutes=10), ecu_id="216000000000"), RECEIVED
     )
     assert again.status == RecordStatus.NEW
 

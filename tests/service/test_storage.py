@@ -243,3 +243,75 @@ def test_current_format_is_left_alone() -> None:
     assert document == current(7)
     with pytest.raises(StorageError, match="unknown format"):
         migrate({"format": -1, "last_seq": 0, "ecus": {}})
+
+
+# "20240206112214" in full-width digits (U+FF10..U+FF19), which isdigit() accepts
+FULL_WIDTH_STAMP = "".join(chr(0xFF10 + int(d)) for d in "20240206112214")
+
+
+def _ecu_entry(**changes: Any) -> dict[str, Any]:
+    return {"ecu_id": ECU, "seen": [], "inverters": []} | changes
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b'{"format": 1, "last_seq": 1, "ecus": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            "nested deeper than",
+        ),
+        (
+            b'{"format": 1, "last_seq": ' + b"7" * 5000 + b', "ecus": {}}',
+            "integer of 5000 digits",
+        ),
+        (b'{"format": 1, "last_seq": 1, "ecus": {}, "x": NaN}', "NaN"),
+        (b'{"format": 1, "last_seq": 1, "ecus": {}, "x": -Infinity}', "-Infinity"),
+        (b'{"format": 1, "last_seq": 1, "ecus": {}, "x": 1e400}', "out of range"),
+    ],
+    ids=["deep-nesting", "5000-digit-int", "nan", "infinity", "float-overflow"],
+)
+def test_hostile_json_is_moved_aside_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, problem: str
+) -> None:
+    s = store(tmp_path)
+    s.data_dir.mkdir()
+    s.path.write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="ecu_proxy.storage"):
+        loaded = s.load()
+    assert loaded.document is None
+    assert loaded.problem is not None
+    assert problem in loaded.problem
+    assert loaded.moved_aside is not None
+    assert loaded.moved_aside.read_bytes() == content
+    assert "moved it to state.json.corrupt-" in caplog.text
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(current(4) | {"note": "[[[[" * 50 + '\\"{{' * 50})
+    loaded = s.load()
+    assert loaded.problem is None
+    assert loaded.document is not None
+    assert loaded.document["last_seq"] == 4
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        _ecu_entry(seen=[FULL_WIDTH_STAMP]),
+        _ecu_entry(today_mwh=2**63),
+        _ecu_entry(power_w=1e300),
+        _ecu_entry(warnings=[[[[]]]], inverters=[{"id": 5}]),
+    ],
+    ids=["full-width-timestamp", "huge-counter", "huge-float", "wrong-types"],
+)
+def test_state_entries_that_pass_json_but_not_the_state_are_refused(
+    entry: dict[str, Any],
+) -> None:
+    from ecu_proxy.state import StateFormatError
+
+    with pytest.raises(StateFormatError):
+        LiveState.from_persisted({ECU: entry})
