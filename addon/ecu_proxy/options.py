@@ -55,6 +55,7 @@ class Options:
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     max_connections: int = 64
+    max_connections_per_address: int = 8
     install_integration: bool = True
 
     @property
@@ -94,6 +95,8 @@ class Options:
             raise OptionsError("timeouts must be positive")
         if self.max_connections < 1:
             raise OptionsError("max_connections must be at least 1")
+        if self.max_connections_per_address < 1:
+            raise OptionsError("max_connections_per_address must be at least 1")
         return self
 
     def replace(self, **changes: Any) -> Options:
@@ -114,6 +117,7 @@ _ADDON_KEYS: dict[str, str] = {
     "install_integration": "install_integration",
     "idle_timeout": "idle_timeout",
     "max_connections": "max_connections",
+    "max_connections_per_address": "max_connections_per_address",
 }
 
 
@@ -160,7 +164,7 @@ def _coerce(name: str, value: Any) -> Any:
                 return value
             case "idle_timeout":
                 return float(value)
-            case "max_connections":
+            case "max_connections" | "max_connections_per_address":
                 return int(value)
             case _:
                 return str(value)

@@ -9,6 +9,10 @@ change what is forwarded; their errors are logged and counted.
 Flow control keeps memory bounded: when one side's write buffer passes its high-water
 mark, reading from the other side pauses until it drains.
 
+Which connections are taken, how long one may go without completing a frame and how
+many frames of it are decoded is decided in ``admission``; acknowledgements wait for
+the record to be on disk in ``durability``.
+
 When EMA cannot be reached the ECU's frames are still read and published, then the
 connection is closed without a reply so the ECU keeps its records and re-sends them.
 In cloudless mode nothing goes upstream; a responder answers the ECU.
@@ -24,8 +28,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from ecu_proxy.decoder import decode_frame
+from ecu_proxy.admission import Admission, Limits
+from ecu_proxy.cloudless import encode_ema_reply
+from ecu_proxy.decoder import decode_frame, format_wire_timestamp
+from ecu_proxy.durability import HOLD_BOUND, AckGate
 from ecu_proxy.framing import Framer
+from ecu_proxy.lograte import RateLimitedLog
 from ecu_proxy.models import (
     DecodedFrame,
     Direction,
@@ -42,10 +50,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecu_proxy.cloudless import CloudlessResponder
+    from ecu_proxy.durability import DurableLedger
     from ecu_proxy.options import Options
     from ecu_proxy.upstream import UpstreamResolver
 
 _LOGGER = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(_LOGGER)
 
 # A side's write buffer may grow to this before reading from the other side pauses.
 WRITE_HIGH_WATER = 64 * 1024
@@ -74,6 +84,8 @@ class Relay:
         *,
         upstream: UpstreamResolver | None,
         cloudless: CloudlessResponder | None,
+        ledger: DurableLedger | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if cloudless is None and upstream is None:
             raise ValueError("the relay needs an upstream resolver or a responder")
@@ -85,6 +97,10 @@ class Relay:
         self._upstream = upstream
         self._cloudless = cloudless
         self._allowed = frozenset(options.allowed_ecu_ids)
+        self._ledger = ledger
+        self.admission = Admission(limits or Limits.from_options(options))
+        self.frames_skipped_bytes = 0
+        self.late_acks = 0
         self._servers: list[asyncio.Server] = []
         self._bound: dict[int, int] = {}
         self._sessions: set[_Session] = set()
@@ -179,22 +195,23 @@ class Relay:
         if self._stopping:  # accepted in the last loop turn before stop()
             transport.abort()
             return
-        if self.counters.active_connections >= self._options.max_connections:
-            self.counters.rejected_connections += 1
-            _LOGGER.warning(
-                "Rejecting connection from %s:%d on port %d: already %d open "
-                "(max_connections)",
-                peer_host,
-                peer_port,
-                port,
-                self.counters.active_connections,
-            )
-            transport.close()
-            return
         mode = _CLOUDLESS if self._cloudless is not None else _FORWARD
         session = _Session(
             self, next(self._ids), transport, port, peer_host, peer_port, mode
         )
+        refusal = self.admission.admit(session)
+        if refusal is not None:
+            self.counters.rejected_connections += 1
+            _LIMITED.limited_warning(
+                "rejected",
+                "Rejecting connection from %s:%d on port %d: %s",
+                peer_host,
+                peer_port,
+                port,
+                refusal,
+            )
+            transport.abort()
+            return
         side.session = session
         self._sessions.add(session)
         self.counters.connections += 1
@@ -203,6 +220,7 @@ class Relay:
         self._notify()
 
     def _closed(self, session: _Session) -> None:
+        self.admission.release(session)
         self._sessions.discard(session)
         self.counters.active_connections -= 1
         self._notify()
@@ -214,7 +232,9 @@ class Relay:
         except Exception as err:  # the decoder must never stop the relay
             self.decode_errors += 1
             self.counters.frames_invalid += 1
-            _LOGGER.warning("Decoder failed on a %d-byte frame: %r", len(raw), err)
+            _LIMITED.limited_warning(
+                "decoder", "Decoder failed on a %d-byte frame: %r", len(raw), err
+            )
             return DecodedFrame(
                 kind=FrameKind.INVALID,
                 version=None,
@@ -314,6 +334,26 @@ class Relay:
     async def _address(self) -> str:
         assert self._upstream is not None
         return await self._upstream.address()
+
+    def _confirm(self, session: _Session, frame: DecodedFrame) -> bool:
+        """Trust the address and hold acks when the state stored this record."""
+        if self._ledger is None or frame.ecu_id is None or frame.timestamp is None:
+            return False
+        stamp = format_wire_timestamp(frame.timestamp)
+        if not self._ledger.is_stored(frame.ecu_id, stamp):
+            return False
+        self.admission.trust(session.peer_host)
+        session.gate.expect()
+        return True
+
+    def _late_ack(self) -> None:
+        self.late_acks += 1
+        _LIMITED.limited_warning(
+            "late-ack",
+            "The state file did not confirm a record within %g s; the reply went "
+            "to the ECU anyway in forward mode, and as 'not stored' in cloudless mode",
+            HOLD_BOUND,
+        )
 
     def _reply_for(self, frame: DecodedFrame) -> bytes | None:
         assert self._cloudless is not None
@@ -417,7 +457,11 @@ class _Session:
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.started = self.loop.time()
-        self.last_activity = self.started
+        # Progress is a completed valid frame from the ECU or bytes from EMA; a
+        # trickle of bytes that never completes a frame does not keep a slot.
+        self.last_progress = self.started
+        self.progressed = False
+        self.gate = AckGate(relay._ledger, self._to_ecu, relay._late_ack)
         self.bytes_from_ecu = 0
         self.bytes_from_ema = 0
         self.upstream_note = "not connected"
@@ -446,7 +490,7 @@ class _Session:
         """Start the session: arm the idle timer and connect upstream."""
         self.ecu.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self._idle_handle = self.loop.call_at(
-            self.started + self.relay._options.idle_timeout, self._idle_check
+            self.started + self.relay.admission.limits.frame_timeout, self._idle_check
         )
         _LOGGER.debug(
             "Connection #%d from %s:%d on port %d (%s)",
@@ -531,6 +575,7 @@ class _Session:
         self._close_reason = self._close_reason or reason
         if self._connect_task is not None:
             self._connect_task.cancel()
+        self.gate.close()
         self.ecu.abort()
         if self.ema is not None:
             self.ema.abort()
@@ -545,13 +590,18 @@ class _Session:
         self._idle_handle = None
         if self._finished:
             return
-        idle = self.relay._options.idle_timeout
-        due = self.last_activity + idle
-        if self.loop.time() >= due:
-            _LOGGER.debug("Connection #%d idle for %g s, closing", self.conn_id, idle)
-            self.abort(f"idle for {idle:g} s")
-        else:
-            self._idle_handle = self.loop.call_at(due, self._idle_check)
+        limits = self.relay.admission.limits
+        waiting = not self.progressed or self._buffered(Direction.ECU_TO_EMA) > 0
+        span = limits.frame_timeout if waiting else limits.idle_timeout
+        now = self.loop.time()
+        if now >= self.last_progress + span:
+            what = "without completing a frame" if waiting else "idle"
+            _LOGGER.debug("Connection #%d %s for %g s", self.conn_id, what, span)
+            self.abort(f"{what} for {span:g} s")
+            return
+        # Re-check at least every frame_timeout: a partial frame may start later.
+        due = min(self.last_progress + span, now + limits.frame_timeout)
+        self._idle_handle = self.loop.call_at(due, self._idle_check)
 
     def _maybe_done(self) -> None:
         if self._finished or not self._ecu_closed or not self._ema_closed:
@@ -559,6 +609,7 @@ class _Session:
         if self._connect_task is not None:
             return
         self._finished = True
+        self.gate.close()
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         if self._pending_timer is not None:
@@ -629,7 +680,6 @@ class _Session:
 
     def from_ecu(self, data: bytes) -> None:
         """Forward ECU bytes first, then decode the copy."""
-        self.last_activity = self.loop.time()
         self.bytes_from_ecu += len(data)
         self.relay.counters.bytes_from_ecu += len(data)
         ema = self.ema
@@ -649,9 +699,13 @@ class _Session:
     def _ecu_frame(self, raw: bytes) -> None:
         self._ecu_frames += 1
         frame = self.relay._decode(raw, Direction.ECU_TO_EMA)
+        if frame.kind is not FrameKind.INVALID:
+            self.progressed = True
+            self.last_progress = self.loop.time()
         if frame.ecu_id and self.ecu_id is None:
             self.ecu_id = frame.ecu_id
         self.relay._publish(self, raw, frame, Direction.ECU_TO_EMA)
+        stored = frame.kind is FrameKind.DATA and self.relay._confirm(self, frame)
         if frame.kind not in UPLOAD_KINDS:
             return
         if self.mode == _FORWARD:
@@ -668,11 +722,27 @@ class _Session:
         else:
             self.relay._report(self, UpstreamResult.CLOUDLESS)
             reply = self.relay._reply_for(frame)
-            if reply is not None and not self.ecu.is_closing():
-                self.ecu.write(reply)
-                self.bytes_from_ema += len(reply)
-                reply_frame = self.relay._decode(reply, Direction.EMA_TO_ECU)
-                self.relay._publish(self, reply, reply_frame, Direction.EMA_TO_ECU)
+            if reply is None:
+                return
+            # A reply that says "stored" goes out only once the disk holds it.
+            fallback = encode_ema_reply(()) if stored else reply
+            self.gate.reply(
+                lambda durable: self._answer(reply if durable else fallback)
+            )
+
+    def _answer(self, reply: bytes) -> None:
+        """Send our own reply to the ECU and publish it like one from EMA."""
+        if self.ecu.is_closing():
+            return
+        self._to_ecu(reply)
+        self.bytes_from_ema += len(reply)
+        reply_frame = self.relay._decode(reply, Direction.EMA_TO_ECU)
+        self.relay._publish(self, reply, reply_frame, Direction.EMA_TO_ECU)
+
+    def _to_ecu(self, data: bytes) -> None:
+        if not self.ecu.is_closing():
+            self.ecu.write(data)
+            self.relay._track_buffer(self.ecu)
 
     def _reply_timeout(self) -> None:
         self._pending_timer = None
@@ -723,12 +793,11 @@ class _Session:
     def from_ema(self, data: bytes) -> None:
         """Forward EMA bytes first, then time the reply and decode the copy."""
         now = self.loop.time()
-        self.last_activity = now
+        self.last_progress = now
         self.bytes_from_ema += len(data)
         self.relay.counters.bytes_from_ema += len(data)
-        if not self.ecu.is_closing():
-            self.ecu.write(data)
-            self.relay._track_buffer(self.ecu)
+        # Held while the ECU's record is not yet on disk (bounded).
+        self.gate.send(data)
         if self._pending_since is not None:
             rtt_ms = (now - self._pending_since) * 1000
             self._pending_since = None
@@ -746,11 +815,14 @@ class _Session:
         self._ema_eof = True
         self._flush(Direction.EMA_TO_ECU)
         self._no_reply("EMA closed the connection without replying")
+        self.gate.then(self._pass_ema_eof)
+        return True
+
+    def _pass_ema_eof(self) -> None:
         if self._ecu_eof:
             self._close_both()
         elif not self.ecu.is_closing() and self.ecu.can_write_eof():
             self.ecu.write_eof()
-        return True
 
     def ema_lost(self, exc: Exception | None) -> None:
         """Close the ECU side once EMA's connection is gone."""
@@ -761,7 +833,7 @@ class _Session:
             self._flush(Direction.EMA_TO_ECU)
         if not self._ecu_closed:
             self._no_reply("EMA connection ended without a reply")
-        self.ecu.close()
+        self.gate.then(self.ecu.close)
         self._maybe_done()
 
     def _no_reply(self, detail: str) -> None:
@@ -780,11 +852,32 @@ class _Session:
         framer = self._framers[direction]
         if framer is None:
             return []
+        if direction is Direction.EMA_TO_ECU:
+            try:
+                return framer.feed(data)
+            except Exception:
+                self._framer_failed(direction)
+                return []
+        # Decoding what a LAN device sends is paid from its frame budget.
+        admission = self.relay.admission
+        skipped = framer.skipped
         try:
-            return framer.feed(data)
+            frames = framer.feed(data, admission.frame_allowance(self.peer_host))
         except Exception:
             self._framer_failed(direction)
             return []
+        admission.spend(self.peer_host, len(frames))
+        if framer.skipped > skipped:
+            self.relay.frames_skipped_bytes += framer.skipped - skipped
+            _LIMITED.limited_warning(
+                f"budget {self.peer_host}",
+                "%s sends more frames than the relay decodes: %d bytes of connection "
+                "#%d relayed unchanged without decoding",
+                self.peer_host,
+                framer.skipped - skipped,
+                self.conn_id,
+            )
+        return frames
 
     def _flush(self, direction: Direction) -> None:
         framer = self._framers[direction]

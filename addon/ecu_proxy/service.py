@@ -55,7 +55,9 @@ class Service:
                 options.data_dir,
                 allow_local=allow_local_upstream,
             )
-        self.relay = Relay(options, self.hub, upstream=upstream, cloudless=cloudless)
+        self.relay = Relay(
+            options, self.hub, upstream=upstream, cloudless=cloudless, ledger=self.hub
+        )
         self.api = ApiServer(self.hub, options, counters=self._counters)
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
