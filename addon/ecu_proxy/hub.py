@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .options import Options
 
 _LOGGER = logging.getLogger(__name__)
-_LIMITED = RateLimitedLog(_LOGGER)
 
 SCHEMA_VERSION = 1
 MIN_SCHEMA_VERSION = 1
@@ -202,6 +201,7 @@ class Hub:
         self._changes = 0
         self._durable = 0
         self._read_only = False
+        self._log = RateLimitedLog(_LOGGER)
         self.disk_problem: str | None = None
         self._started = time.monotonic()
 
@@ -398,7 +398,7 @@ class Hub:
         frame = event.frame
         outcome = self.state.apply_record(frame, event.received_at)
         if outcome.status == RecordStatus.INCOMPLETE:
-            _LIMITED.limited_warning(
+            self._log.limited_warning(
                 f"incomplete {event.peer}",
                 "Data record from %s without ECU id or timestamp ignored",
                 event.peer,

@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from ecu_proxy.upstream import UpstreamResolver
 
 _LOGGER = logging.getLogger(__name__)
-_LIMITED = RateLimitedLog(_LOGGER)
 
 # A side's write buffer may grow to this before reading from the other side pauses.
 WRITE_HIGH_WATER = 64 * 1024
@@ -98,9 +97,13 @@ class Relay:
         self._cloudless = cloudless
         self._allowed = frozenset(options.allowed_ecu_ids)
         self._ledger = ledger
+        # Warnings a LAN device can trigger at will are folded, with counts.
+        self.log = RateLimitedLog(_LOGGER)
         self.admission = Admission(limits or Limits.from_options(options))
         self.frames_skipped_bytes = 0
         self.late_acks = 0
+        # Seconds an acknowledgement may wait for the disk (see durability).
+        self.hold_bound = HOLD_BOUND
         self._servers: list[asyncio.Server] = []
         self._bound: dict[int, int] = {}
         self._sessions: set[_Session] = set()
@@ -202,7 +205,7 @@ class Relay:
         refusal = self.admission.admit(session)
         if refusal is not None:
             self.counters.rejected_connections += 1
-            _LIMITED.limited_warning(
+            self.log.limited_warning(
                 "rejected",
                 "Rejecting connection from %s:%d on port %d: %s",
                 peer_host,
@@ -232,7 +235,7 @@ class Relay:
         except Exception as err:  # the decoder must never stop the relay
             self.decode_errors += 1
             self.counters.frames_invalid += 1
-            _LIMITED.limited_warning(
+            self.log.limited_warning(
                 "decoder", "Decoder failed on a %d-byte frame: %r", len(raw), err
             )
             return DecodedFrame(
@@ -348,11 +351,11 @@ class Relay:
 
     def _late_ack(self) -> None:
         self.late_acks += 1
-        _LIMITED.limited_warning(
+        self.log.limited_warning(
             "late-ack",
             "The state file did not confirm a record within %g s; the reply went "
             "to the ECU anyway in forward mode, and as 'not stored' in cloudless mode",
-            HOLD_BOUND,
+            self.hold_bound,
         )
 
     def _reply_for(self, frame: DecodedFrame) -> bytes | None:
@@ -461,7 +464,9 @@ class _Session:
         # trickle of bytes that never completes a frame does not keep a slot.
         self.last_progress = self.started
         self.progressed = False
-        self.gate = AckGate(relay._ledger, self._to_ecu, relay._late_ack)
+        self.gate = AckGate(
+            relay._ledger, self._to_ecu, relay._late_ack, relay.hold_bound
+        )
         self.bytes_from_ecu = 0
         self.bytes_from_ema = 0
         self.upstream_note = "not connected"
@@ -869,7 +874,7 @@ class _Session:
         admission.spend(self.peer_host, len(frames))
         if framer.skipped > skipped:
             self.relay.frames_skipped_bytes += framer.skipped - skipped
-            _LIMITED.limited_warning(
+            self.relay.log.limited_warning(
                 f"budget {self.peer_host}",
                 "%s sends more frames than the relay decodes: %d bytes of connection "
                 "#%d relayed unchanged without decoding",
