@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import resource
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from stand_ins import (
     ACK,
@@ -26,9 +29,11 @@ from stand_ins import (
 )
 
 from ecu_proxy.admission import Limits
+from ecu_proxy.fdlimit import raise_open_files_limit
 from ecu_proxy.models import Direction, FrameKind
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
+from ecu_proxy.service import Service
 from ecu_proxy.upstream import UpstreamResolver
 
 if TYPE_CHECKING:
@@ -292,3 +297,60 @@ async def test_held_reply_keeps_order_with_ema_closing(setup: Setup) -> None:
     setup.ledger.confirm()
     # The reply first, then the close EMA sent after it.
     assert await ecu.read_to_eof() == ACK
+
+
+def refuse_writes(path: Path, data: bytes, mode: int = 0o600) -> None:
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+async def test_read_only_data_folder_keeps_relaying_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("ecu_proxy.storage.write_atomic", refuse_writes)
+    monkeypatch.setattr("ecu_proxy.identity.write_atomic", refuse_writes)
+    port = free_port_pair()
+    ema = StandInEma(port)
+    await ema.start()
+    options = Options(
+        listen=ECU_HOST,
+        ports=(port,),
+        ema_host=EMA_HOST,
+        api_host="127.0.0.1",
+        api_port=0,
+        data_dir=tmp_path,
+        connect_timeout=5.0,
+    )
+    service = Service(options, allow_local_upstream=True)
+    await service.start()
+    try:
+        service.relay.hold_bound = 0.2
+        ecu = await FakeEcu.connect(service.relay_ports[port])
+        await ecu.send(CAPTURE)
+        assert await ecu.read_exactly(len(ACK)) == ACK  # relaying goes on
+        await ecu.close()
+        assert ECU_ID in service.hub.snapshot()["ecus"]  # and live data
+        url = f"http://127.0.0.1:{service.api_port}/api/health"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            health = await response.json()
+        assert health["status"] == "degraded"
+        assert "Read-only file system" in health["disk_problem"]
+    finally:
+        await service.stop()
+        await ema.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("Stopped; state saved" in m for m in messages)
+    assert any("could NOT be saved" in m for m in messages)
+    problems = [m for m in messages if "cannot save state" in m]
+    assert len(problems) == 1  # said once, although every save failed
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        now = raise_open_files_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (now, hard)
+        assert hard in (now, resource.RLIM_INFINITY)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
