@@ -479,8 +479,9 @@ async def test_full_disk_degrades_but_keeps_live_data(
             async with asyncio.timeout(0.5):
                 await hub.wait_durable(mark)
         assert failures >= 3  # retried
-        assert hub.disk_problem is not None
-        assert "No space left" in hub.disk_problem
+        problem = hub.disk_problem
+        assert problem is not None
+        assert "No space left" in problem
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1  # said once
         monkeypatch.setattr(hub.store, "write_text", real_write)
