@@ -729,7 +729,12 @@ class _Session:
             reply = self.relay._reply_for(frame)
             if reply is None:
                 return
-            # A reply that says "stored" goes out only once the disk holds it.
+            # A reply that says "stored" (the record's own timestamp, or the list
+            # of stored ones) goes out only once the disk holds what it lists;
+            # past the bound the ECU is told nothing is stored and keeps its data.
+            if frame.kind is FrameKind.RECONCILE_QUERY:
+                self.gate.expect()
+                stored = True
             fallback = encode_ema_reply(()) if stored else reply
             self.gate.reply(
                 lambda durable: self._answer(reply if durable else fallback)

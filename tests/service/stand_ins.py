@@ -374,6 +374,11 @@ class FakeLedger(RecordingListener):
         """Return whether the record was stored."""
         return (ecu_id, timestamp) in self.stored
 
+    def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
+        """Return stored wire timestamps of the ECU, newest first."""
+        stamps = sorted((t for e, t in self.stored if e == ecu_id), reverse=True)
+        return stamps[:limit]
+
     def record_mark(self) -> int:
         """Return the number of records stored so far."""
         return self.marks

@@ -20,6 +20,7 @@ from stand_ins import (
     CAPTURE,
     ECU_HOST,
     EMA_HOST,
+    VECTORS,
     EmaConnection,
     FakeEcu,
     FakeLedger,
@@ -29,9 +30,10 @@ from stand_ins import (
 )
 
 from ecu_proxy.admission import Limits
+from ecu_proxy.cloudless import CloudlessResponder, encode_ema_reply
 from ecu_proxy.fdlimit import raise_open_files_limit
 from ecu_proxy.models import Direction, FrameKind
-from ecu_proxy.options import Options
+from ecu_proxy.options import Mode, Options
 from ecu_proxy.relay import Relay
 from ecu_proxy.service import Service
 from ecu_proxy.upstream import UpstreamResolver
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 ECU_ID = "216000064136"
+QUERY = (VECTORS / "synthetic" / "ECU-R_resend-query_1.txt").read_bytes()
 
 
 class Setup:
@@ -354,3 +357,38 @@ def test_open_file_limit_is_raised_to_the_hard_limit() -> None:
         assert hard in (now, resource.RLIM_INFINITY)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("disk_ok", [True, False])
+async def test_cloudless_says_stored_only_once_the_disk_holds_it(
+    tmp_path: Path, disk_ok: bool
+) -> None:
+    port = free_port_pair()
+    ledger = FakeLedger(auto_confirm=disk_ok)
+    options = Options(
+        listen=ECU_HOST, ports=(port,), mode=Mode.CLOUDLESS, data_dir=tmp_path
+    ).validate()
+    relay = Relay(
+        options,
+        ledger,
+        upstream=None,
+        cloudless=CloudlessResponder(ledger),
+        ledger=ledger,
+    )
+    relay.hold_bound = 0.2
+    await relay.start()
+    try:
+        ecu = await FakeEcu.connect(relay.bound_ports[port])
+        await ecu.send(CAPTURE)
+        if disk_ok:
+            assert await ecu.read_exactly(len(ACK)) == ACK
+        else:
+            # Not confirmed: "accepted, nothing stored", so the ECU keeps the record.
+            assert await ecu.read_exactly(3) == b"100"
+        await ecu.send(QUERY)
+        listed = encode_ema_reply(["20240206112214"] if disk_ok else [])
+        assert await ecu.read_exactly(len(listed)) == listed
+        await ecu.close()
+    finally:
+        await relay.stop()
+    assert relay.late_acks == (0 if disk_ok else 2)
