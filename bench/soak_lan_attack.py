@@ -43,6 +43,7 @@ from pathlib import Path
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.fdlimit import raise_open_files_limit
+from ecu_proxy.framing import Framer
 from ecu_proxy.options import Options
 from ecu_proxy.service import Service
 from loopback import free_port
@@ -149,31 +150,69 @@ async def _trickle(port: int, source: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-async def _discard(reader: asyncio.StreamReader) -> None:
-    """Read and drop whatever comes back."""
-    with contextlib.suppress(OSError):
-        while await reader.read(65536):
-            pass
+class _Flood:
+    """Bytes of the flood that EMA confirmably received (it answers every 303)."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.target = FLOOD_BYTES
+        self.got_reply = asyncio.Event()
+        self.reached = asyncio.Event()
+
+    async def read_replies(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := await reader.read(65536):
+                self.acked += len(chunk)
+                self.got_reply.set()
+                if self.delivered >= self.target:
+                    self.reached.set()
+
+    @property
+    def delivered(self) -> int:
+        return self.acked // len(ACK) * len(RECORD)
 
 
-async def _flood(port: int) -> float:
-    """Send FLOOD_BYTES of ``APS`` (reading whatever comes back); return seconds."""
+async def _flood(port: int) -> tuple[float, int]:
+    """Send a 20 MB ``APS`` flood through the relay; return seconds and bytes.
+
+    A connection counts once EMA's first reply proves the relay took it; one that
+    is refused or dropped is replaced, and the flood goes on where it stopped.
+    """
     chunk = b"APS" * 21_846  # 65,538 bytes
+    flood = _Flood()
     started = time.perf_counter()
     sent = 0
     while sent < FLOOD_BYTES:
-        with contextlib.suppress(OSError):
+        flood.got_reply.clear()
+        try:
             reader, writer = await asyncio.open_connection(
                 ECU_HOST, port, local_addr=("127.0.3.1", 0)
             )
-            drain = asyncio.create_task(_discard(reader))
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        replies = asyncio.create_task(flood.read_replies(reader))
+        try:
+            writer.write(chunk)
+            await writer.drain()
+            async with asyncio.timeout(2.0):
+                await flood.got_reply.wait()  # taken by the relay
+            sent += len(chunk)
             while sent < FLOOD_BYTES:
                 writer.write(chunk)
                 await writer.drain()
                 sent += len(chunk)
+            # EMA answers whole records only: the last partial one gets no reply.
+            flood.target = sent - len(RECORD)
+            async with asyncio.timeout(30.0):
+                await flood.reached.wait()
+        except (OSError, TimeoutError):
+            sent = flood.delivered  # start again from what EMA confirmed
+            await asyncio.sleep(0.1)
+        finally:
             writer.close()
-            drain.cancel()
-    return time.perf_counter() - started
+            replies.cancel()
+    return time.perf_counter() - started, flood.delivered
 
 
 async def attack(port: int) -> None:
@@ -190,8 +229,8 @@ async def attack(port: int) -> None:
     ]
     await asyncio.sleep(3.0)  # let the connection wave land first
     print("ready", flush=True)
-    seconds = await _flood(port)
-    print(f"flood {seconds:.3f}", flush=True)
+    seconds, delivered = await _flood(port)
+    print(f"flood {seconds:.3f} {delivered}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -270,6 +309,27 @@ def health(api_port: int) -> dict[str, object]:
         return result
 
 
+def garbage_throughput() -> None:
+    """Print how fast the framer and decoder get through 20 MB runs, in process."""
+    for unit in (b"APS", b"100", b"{\n"):
+        data = unit * (FLOOD_BYTES // len(unit))
+        framer = Framer()
+        frames = 0
+        started = time.perf_counter()
+        for at in range(0, len(data), 65536):
+            # The relay's default per-address burst of 256 frames (its refill of 64
+            # a second is left out: the whole run takes well under a second).
+            for raw in framer.feed(data[at : at + 65536], limit=256 - frames):
+                decode_frame(raw)
+                frames += 1
+        seconds = time.perf_counter() - started
+        print(
+            f"framer + decoder, 20 MB of {unit!r}: {frames} frames decoded, "
+            f"{framer.skipped / 1e6:.1f} MB skipped, "
+            f"{len(data) / 1e6 / seconds:.0f} MB/s"
+        )
+
+
 async def run(uploads: int, ema_delay: float) -> None:
     port = free_port(ECU_HOST, EMA_HOST)
     ema, _ = spawn("ema", port, "--ema-delay", str(ema_delay))
@@ -293,13 +353,15 @@ async def run(uploads: int, ema_delay: float) -> None:
             await upload(port, next(all_records), attacked)
         flood = (await flood_line).split()
         print(f"under attack:               {attacked.summary()}")
+        seconds, delivered = float(flood[1]), int(flood[2])
         print(
-            f"20 MB APS flood sent in {float(flood[1]):.2f} s "
-            f"({FLOOD_BYTES / 1e6 / float(flood[1]):.1f} MB/s)"
+            f"APS flood: {delivered / 1e6:.1f} MB relayed to EMA (confirmed by its "
+            f"replies) in {seconds:.2f} s ({delivered / 1e6 / seconds:.1f} MB/s)"
         )
         report = await asyncio.to_thread(health, api_port)
         print(
-            f"service health: {report['status']}, connections {report['connections']}"
+            f"service health: {report['status']}, frames {report['frames']}, "
+            f"connections {report['connections']}"
         )
         if baseline.rtts and attacked.rtts:
             print(f"p99 ratio attack/baseline: {attacked.p99() / baseline.p99():.2f}")
@@ -328,6 +390,7 @@ def main() -> None:
     elif args.role == "attack":
         asyncio.run(attack(args.port))
     else:
+        garbage_throughput()
         asyncio.run(run(args.uploads, args.ema_delay))
 
 

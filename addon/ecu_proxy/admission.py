@@ -6,8 +6,8 @@ A hostile or broken device on the LAN must not lock the real ECU out. So:
 * ``reserved`` of the ``max_connections`` slots are kept for addresses that have sent
   a valid record (trusted); other addresses share the rest;
 * when the shared slots are full, a newcomer takes the slot of the oldest connection
-  that has not completed a valid frame for ``grace`` seconds, so a device that only
-  holds connections open cannot keep a new ECU out;
+  that has not completed any frame and is older than ``grace`` seconds, so a device
+  that only holds connections open cannot keep a new ECU out;
 * decoding is paid from token buckets (per address, and one shared by untrusted
   addresses), so floods of tiny frames cost a bounded amount of CPU.
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .options import Options
 
-# Seconds a connection has to complete a valid frame (the ECU sends at once).
+# Seconds a connection has to complete a frame (the ECU sends at once).
 FRAME_TIMEOUT = 30.0
 # A connection younger than this is not taken over by a newcomer.
 EVICT_GRACE = 2.0
@@ -69,7 +69,7 @@ class Holder(Protocol):
 
     @property
     def progressed(self) -> bool:
-        """Return whether it has completed a valid frame."""
+        """Return whether it has completed a frame."""
 
     def abort(self, reason: str) -> None:
         """Drop the connection."""
@@ -208,5 +208,5 @@ class Admission:
             return False
         self.release(victim)
         self.evicted += 1
-        victim.abort("slot taken by a new connection: no valid frame yet")
+        victim.abort("slot taken by a new connection: no frame completed yet")
         return True

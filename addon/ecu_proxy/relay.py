@@ -460,8 +460,8 @@ class _Session:
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.started = self.loop.time()
-        # Progress is a completed valid frame from the ECU or bytes from EMA; a
-        # trickle of bytes that never completes a frame does not keep a slot.
+        # Progress is a frame completed from the ECU (a garbage run counts once it
+        # is cut) or bytes from EMA; a trickle that completes nothing keeps no slot.
         self.last_progress = self.started
         self.progressed = False
         self.gate = AckGate(
@@ -703,10 +703,9 @@ class _Session:
 
     def _ecu_frame(self, raw: bytes) -> None:
         self._ecu_frames += 1
+        self.progressed = True
+        self.last_progress = self.loop.time()
         frame = self.relay._decode(raw, Direction.ECU_TO_EMA)
-        if frame.kind is not FrameKind.INVALID:
-            self.progressed = True
-            self.last_progress = self.loop.time()
         if frame.ecu_id and self.ecu_id is None:
             self.ecu_id = frame.ecu_id
         self.relay._publish(self, raw, frame, Direction.ECU_TO_EMA)
