@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .framing import Framer
     from .options import Options
 
 # Seconds a connection has to complete a frame (the ECU sends at once).
@@ -191,6 +192,35 @@ class Admission:
             bucket.tokens = max(0.0, bucket.tokens - frames)
         if host not in self._trusted:
             self._shared.tokens = max(0.0, self._shared.tokens - frames)
+
+    def cut(
+        self, framer: Framer, data: bytes, host: str | None
+    ) -> tuple[list[bytes], int]:
+        """Cut frames from ``data`` within ``host``'s budget (None: no budget).
+
+        Return the frames and how many bytes were skipped undecoded.
+        """
+        if host is None:
+            return framer.feed(data), 0
+        before = framer.skipped
+        frames = framer.feed(data, self.frame_allowance(host))
+        self.spend(host, len(frames))
+        return frames, framer.skipped - before
+
+    def deadline(
+        self, last_progress: float, now: float, waiting: bool
+    ) -> tuple[float, str | None]:
+        """Return when to look at a connection again, or why to close it now.
+
+        ``waiting``: it has completed no frame yet, or is in the middle of one.
+        """
+        limits = self.limits
+        span = limits.frame_timeout if waiting else limits.idle_timeout
+        if now >= last_progress + span:
+            what = "without completing a frame" if waiting else "idle"
+            return now, f"{what} for {span:g} s"
+        # Look again at least every frame_timeout: a partial frame may start later.
+        return min(last_progress + span, now + limits.frame_timeout), None
 
     def _evict_stalled(self) -> bool:
         """Abort the oldest untrusted connection without progress past the grace."""

@@ -22,6 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .decoder import format_wire_timestamp
+from .lograte import RateLimitedLog
+from .models import DecodedFrame, FrameKind
+
 _LOGGER = logging.getLogger(__name__)
 
 HOLD_BOUND = 4.0
@@ -68,12 +72,14 @@ class AckGate:
         write: Callable[[bytes], None],
         on_late: Callable[[], None],
         bound: float = HOLD_BOUND,
+        log: RateLimitedLog | None = None,
     ) -> None:
         """Write through ``write``; call ``on_late`` when the bound passes."""
         self._ledger = ledger
         self._write = write
         self._on_late = on_late
         self._bound = bound
+        self._log = log or RateLimitedLog(_LOGGER)
         self._mark = 0
         self._held: deque[_Held] = deque()
         self._held_bytes = 0
@@ -84,6 +90,21 @@ class AckGate:
     def holding(self) -> bool:
         """Return whether bytes are waiting."""
         return bool(self._held)
+
+    def expect_record(self, frame: DecodedFrame) -> bool:
+        """If the ledger stored this data record, ``expect`` it; say if it did."""
+        if (
+            self._ledger is None
+            or frame.kind is not FrameKind.DATA
+            or frame.ecu_id is None
+            or frame.timestamp is None
+        ):
+            return False
+        stamp = format_wire_timestamp(frame.timestamp)
+        if not self._ledger.is_stored(frame.ecu_id, stamp):
+            return False
+        self.expect()
+        return True
 
     def expect(self) -> None:
         """Note that a record was stored: later acknowledgements wait for it."""
@@ -159,6 +180,13 @@ class AckGate:
                         durable = True
                     except TimeoutError:
                         self.late += 1
+                        self._log.limited_warning(
+                            "late-ack",
+                            "The state file did not confirm a record within %g s; "
+                            "the reply went to the ECU anyway in forward mode, and "
+                            "as 'not stored' in cloudless mode",
+                            self._bound,
+                        )
                         self._on_late()
                 self._release_all(durable=durable, upto=head.mark)
         finally:

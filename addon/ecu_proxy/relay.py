@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from ecu_proxy.admission import Admission, Limits
 from ecu_proxy.cloudless import encode_ema_reply
-from ecu_proxy.decoder import decode_frame, format_wire_timestamp
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.durability import HOLD_BOUND, AckGate
 from ecu_proxy.framing import Framer
 from ecu_proxy.lograte import RateLimitedLog
@@ -338,25 +338,19 @@ class Relay:
         assert self._upstream is not None
         return await self._upstream.address()
 
-    def _confirm(self, session: _Session, frame: DecodedFrame) -> bool:
-        """Trust the address and hold acks when the state stored this record."""
-        if self._ledger is None or frame.ecu_id is None or frame.timestamp is None:
-            return False
-        stamp = format_wire_timestamp(frame.timestamp)
-        if not self._ledger.is_stored(frame.ecu_id, stamp):
-            return False
-        self.admission.trust(session.peer_host)
-        session.gate.expect()
-        return True
+    def _skipped(self, session: _Session, count: int) -> None:
+        self.frames_skipped_bytes += count
+        self.log.limited_warning(
+            f"budget {session.peer_host}",
+            "%s sends more frames than the relay decodes: %d bytes of connection "
+            "#%d relayed unchanged without decoding",
+            session.peer_host,
+            count,
+            session.conn_id,
+        )
 
     def _late_ack(self) -> None:
         self.late_acks += 1
-        self.log.limited_warning(
-            "late-ack",
-            "The state file did not confirm a record within %g s; the reply went "
-            "to the ECU anyway in forward mode, and as 'not stored' in cloudless mode",
-            self.hold_bound,
-        )
 
     def _reply_for(self, frame: DecodedFrame) -> bytes | None:
         assert self._cloudless is not None
@@ -465,7 +459,7 @@ class _Session:
         self.last_progress = self.started
         self.progressed = False
         self.gate = AckGate(
-            relay._ledger, self._to_ecu, relay._late_ack, relay.hold_bound
+            relay._ledger, self._to_ecu, relay._late_ack, relay.hold_bound, relay.log
         )
         self.bytes_from_ecu = 0
         self.bytes_from_ema = 0
@@ -595,17 +589,13 @@ class _Session:
         self._idle_handle = None
         if self._finished:
             return
-        limits = self.relay.admission.limits
         waiting = not self.progressed or self._buffered(Direction.ECU_TO_EMA) > 0
-        span = limits.frame_timeout if waiting else limits.idle_timeout
         now = self.loop.time()
-        if now >= self.last_progress + span:
-            what = "without completing a frame" if waiting else "idle"
-            _LOGGER.debug("Connection #%d %s for %g s", self.conn_id, what, span)
-            self.abort(f"{what} for {span:g} s")
+        due, reason = self.relay.admission.deadline(self.last_progress, now, waiting)
+        if reason is not None:
+            _LOGGER.debug("Connection #%d closed: %s", self.conn_id, reason)
+            self.abort(reason)
             return
-        # Re-check at least every frame_timeout: a partial frame may start later.
-        due = min(self.last_progress + span, now + limits.frame_timeout)
         self._idle_handle = self.loop.call_at(due, self._idle_check)
 
     def _maybe_done(self) -> None:
@@ -709,7 +699,10 @@ class _Session:
         if frame.ecu_id and self.ecu_id is None:
             self.ecu_id = frame.ecu_id
         self.relay._publish(self, raw, frame, Direction.ECU_TO_EMA)
-        stored = frame.kind is FrameKind.DATA and self.relay._confirm(self, frame)
+        # A stored record: its address is an ECU's, and acks now wait for the disk.
+        stored = self.gate.expect_record(frame)
+        if stored:
+            self.relay.admission.trust(self.peer_host)
         if frame.kind not in UPLOAD_KINDS:
             return
         if self.mode == _FORWARD:
@@ -861,31 +854,15 @@ class _Session:
         framer = self._framers[direction]
         if framer is None:
             return []
-        if direction is Direction.EMA_TO_ECU:
-            try:
-                return framer.feed(data)
-            except Exception:
-                self._framer_failed(direction)
-                return []
-        # Decoding what a LAN device sends is paid from its frame budget.
-        admission = self.relay.admission
-        skipped = framer.skipped
+        # What a LAN device sends is decoded within its frame budget; EMA is not.
+        host = self.peer_host if direction is Direction.ECU_TO_EMA else None
         try:
-            frames = framer.feed(data, admission.frame_allowance(self.peer_host))
+            frames, skipped = self.relay.admission.cut(framer, data, host)
         except Exception:
             self._framer_failed(direction)
             return []
-        admission.spend(self.peer_host, len(frames))
-        if framer.skipped > skipped:
-            self.relay.frames_skipped_bytes += framer.skipped - skipped
-            self.relay.log.limited_warning(
-                f"budget {self.peer_host}",
-                "%s sends more frames than the relay decodes: %d bytes of connection "
-                "#%d relayed unchanged without decoding",
-                self.peer_host,
-                framer.skipped - skipped,
-                self.conn_id,
-            )
+        if skipped:
+            self.relay._skipped(self, skipped)
         return frames
 
     def _flush(self, direction: Direction) -> None:
