@@ -10,8 +10,9 @@ is stored and its acknowledgement waits for the state file).
 2. Attack: 3,000 connections that send nothing from 100 addresses (127.0.1.x, each
    reconnecting 2-5 s after it is refused or dropped), 64 connections trickling one
    byte every 5 s from 64 addresses (127.0.2.x), and a 20 MB ``APS`` flood from
-   127.0.3.1; the ECU uploads the same number of records, and keeps uploading until
-   the whole flood has been sent.
+   127.0.3.1 (its connection opened before the others, as a flood already running
+   would be; the rest is sent once the others are in). The ECU uploads the same
+   number of records, and keeps uploading until the whole flood went through.
 
 An upload succeeds when the 17-byte reply arrives within 10 s (the ECU's own wait).
 
@@ -150,16 +151,85 @@ async def _trickle(port: int, source: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-class _Flood:
-    """Bytes of the flood that EMA confirmably received (it answers every 303)."""
+class Flood:
+    """A 20 MB ``APS`` flood; what arrived is confirmed by EMA's replies.
 
-    def __init__(self) -> None:
+    The stand-in EMA answers every 303 bytes, so the replies tell how much of the
+    flood went through the relay. A refused or dropped connection is replaced and
+    the flood goes on from what EMA confirmed.
+    """
+
+    CHUNK = b"APS" * 21_846  # 65,538 bytes
+
+    def __init__(self, port: int) -> None:
+        self.port = port
         self.acked = 0
+        self.connections = 0
         self.target = FLOOD_BYTES
+        self.sent = 0
         self.got_reply = asyncio.Event()
         self.reached = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._replies: asyncio.Task[None] | None = None
 
-    async def read_replies(self, reader: asyncio.StreamReader) -> None:
+    @property
+    def delivered(self) -> int:
+        return self.acked // len(ACK) * len(RECORD)
+
+    async def connect(self) -> None:
+        """Open a connection the relay takes (its first chunk gets EMA's replies)."""
+        while True:
+            self.got_reply.clear()
+            try:
+                reader, writer = await asyncio.open_connection(
+                    ECU_HOST, self.port, local_addr=("127.0.3.1", 0)
+                )
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            self.connections += 1
+            self._replies = asyncio.create_task(self._read_replies(reader))
+            try:
+                writer.write(self.CHUNK)
+                await writer.drain()
+                async with asyncio.timeout(2.0):
+                    await self.got_reply.wait()
+            except (OSError, TimeoutError):
+                self._close(writer)
+                await asyncio.sleep(0.1)
+                continue
+            self.sent += len(self.CHUNK)
+            self._writer = writer
+            return
+
+    async def run(self) -> float:
+        """Send 20 MB more; return the seconds until EMA confirmed them."""
+        started = time.perf_counter()
+        goal = self.sent + FLOOD_BYTES
+        while True:
+            if self._writer is None:
+                await self.connect()
+            writer = self._writer
+            assert writer is not None
+            try:
+                while self.sent < goal:
+                    writer.write(self.CHUNK)
+                    await writer.drain()
+                    self.sent += len(self.CHUNK)
+                # EMA answers whole records only: the last partial one gets none.
+                self.reached.clear()
+                self.target = self.sent - len(RECORD)
+                if self.delivered >= self.target:
+                    self.reached.set()
+                async with asyncio.timeout(30.0):
+                    await self.reached.wait()
+            except (OSError, TimeoutError):
+                self._close(writer)
+                self.sent = self.delivered
+                continue
+            return time.perf_counter() - started
+
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError):
             while chunk := await reader.read(65536):
                 self.acked += len(chunk)
@@ -167,57 +237,18 @@ class _Flood:
                 if self.delivered >= self.target:
                     self.reached.set()
 
-    @property
-    def delivered(self) -> int:
-        return self.acked // len(ACK) * len(RECORD)
-
-
-async def _flood(port: int) -> tuple[float, int]:
-    """Send a 20 MB ``APS`` flood through the relay; return seconds and bytes.
-
-    A connection counts once EMA's first reply proves the relay took it; one that
-    is refused or dropped is replaced, and the flood goes on where it stopped.
-    """
-    chunk = b"APS" * 21_846  # 65,538 bytes
-    flood = _Flood()
-    started = time.perf_counter()
-    sent = 0
-    while sent < FLOOD_BYTES:
-        flood.got_reply.clear()
-        try:
-            reader, writer = await asyncio.open_connection(
-                ECU_HOST, port, local_addr=("127.0.3.1", 0)
-            )
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        replies = asyncio.create_task(flood.read_replies(reader))
-        try:
-            writer.write(chunk)
-            await writer.drain()
-            async with asyncio.timeout(2.0):
-                await flood.got_reply.wait()  # taken by the relay
-            sent += len(chunk)
-            while sent < FLOOD_BYTES:
-                writer.write(chunk)
-                await writer.drain()
-                sent += len(chunk)
-            # EMA answers whole records only: the last partial one gets no reply.
-            flood.target = sent - len(RECORD)
-            async with asyncio.timeout(30.0):
-                await flood.reached.wait()
-        except (OSError, TimeoutError):
-            sent = flood.delivered  # start again from what EMA confirmed
-            await asyncio.sleep(0.1)
-        finally:
-            writer.close()
-            replies.cancel()
-    return time.perf_counter() - started, flood.delivered
+    def _close(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        if self._replies is not None:
+            self._replies.cancel()
+        self._writer = None
 
 
 async def attack(port: int) -> None:
-    """Hold, trickle, then flood; report on stdout."""
+    """Open the flood, hold and trickle, then flood; report on stdout."""
     raise_open_files_limit()
+    flood = Flood(port)
+    await flood.connect()  # in before the wave, as a flood already running would be
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(_hold(port, f"127.0.1.{1 + n % HOLDER_ADDRESSES}", stop))
@@ -229,9 +260,9 @@ async def attack(port: int) -> None:
     ]
     await asyncio.sleep(3.0)  # let the connection wave land first
     print("ready", flush=True)
-    seconds, delivered = await _flood(port)
-    print(f"flood {seconds:.3f} {delivered}", flush=True)
-    await asyncio.Event().wait()
+    while True:  # 20 MB after 20 MB, until the ECU is done
+        seconds = await flood.run()
+        print(f"flood {seconds:.3f} {flood.delivered} {flood.connections}", flush=True)
 
 
 # -- the ECU ------------------------------------------------------------------
@@ -337,6 +368,7 @@ async def run(uploads: int, ema_delay: float) -> None:
     service, line = spawn("service", port)
     api_port = int(line.split()[1])
     attacker: subprocess.Popen[str] | None = None
+    reader: asyncio.Task[None] | None = None
     try:
         all_records = iter(numbered_records(20 * uploads + 10_000))
         baseline = Uploads()
@@ -347,16 +379,27 @@ async def run(uploads: int, ema_delay: float) -> None:
         proc, _ = await asyncio.to_thread(spawn, "attack", port)
         attacker = proc
         assert proc.stdout is not None
-        flood_line = asyncio.create_task(asyncio.to_thread(proc.stdout.readline))
+        stdout = proc.stdout
+        rounds: list[list[str]] = []
+
+        def read_floods() -> None:
+            for line in stdout:
+                rounds.append(line.split())
+
+        reader = asyncio.create_task(asyncio.to_thread(read_floods))
         attacked = Uploads()
-        while attacked.total < uploads or not flood_line.done():
+        started = time.perf_counter()
+        while attacked.total < uploads or not rounds:
             await upload(port, next(all_records), attacked)
-        flood = (await flood_line).split()
+        upload_seconds = time.perf_counter() - started
+        done = list(rounds)
         print(f"under attack:               {attacked.summary()}")
-        seconds, delivered = float(flood[1]), int(flood[2])
+        seconds = sum(float(r[1]) for r in done)
+        delivered, tries = int(done[-1][2]), int(done[-1][3])
         print(
-            f"APS flood: {delivered / 1e6:.1f} MB relayed to EMA (confirmed by its "
-            f"replies) in {seconds:.2f} s ({delivered / 1e6 / seconds:.1f} MB/s)"
+            f"APS flood during the {upload_seconds:.1f} s of uploads: {len(done)} x "
+            f"20 MB, {delivered / 1e6:.0f} MB relayed to EMA (confirmed by its "
+            f"replies) at {delivered / 1e6 / seconds:.0f} MB/s, {tries} connection(s)"
         )
         report = await asyncio.to_thread(health, api_port)
         print(
@@ -372,6 +415,9 @@ async def run(uploads: int, ema_delay: float) -> None:
             if child is not None:
                 child.kill()
                 child.wait()
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ A hostile or broken device on the LAN must not lock the real ECU out. So:
 * when the shared slots are full, a newcomer takes the slot of the oldest connection
   that has not completed any frame and is older than ``grace`` seconds, so a device
   that only holds connections open cannot keep a new ECU out;
-* decoding is paid from token buckets (per address, and one shared by untrusted
-  addresses), so floods of tiny frames cost a bounded amount of CPU.
+* decoding is paid from token buckets (per address, larger for trusted ones, and
+  one shared by untrusted addresses), so floods of tiny frames cost a bounded
+  amount of CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Limits:
     # Frames decoded per address: burst and steady rate per second.
     frame_burst: float = 256.0
     frame_rate: float = 64.0
+    # A trusted address (an ECU) gets this many times the per-address budget: an
+    # ECU sending its backlog to a fast EMA must not lose decoding.
+    trusted_factor: float = 16.0
     # Frames decoded for all untrusted addresses together.
     shared_burst: float = 512.0
     shared_rate: float = 128.0
@@ -178,9 +182,12 @@ class Admission:
         if bucket is None:
             bucket = _Bucket(self.limits.frame_burst, self.limits.frame_rate, now)
             self._buckets[host] = bucket
-        own = bucket.available(now)
         if host in self._trusted:
-            return int(own)
+            factor = self.limits.trusted_factor
+            bucket.burst = self.limits.frame_burst * factor
+            bucket.rate = self.limits.frame_rate * factor
+            return int(bucket.available(now))
+        own = bucket.available(now)
         return int(min(own, self._shared.available(now)))
 
     def spend(self, host: str, frames: int) -> None:
@@ -193,15 +200,11 @@ class Admission:
         if host not in self._trusted:
             self._shared.tokens = max(0.0, self._shared.tokens - frames)
 
-    def cut(
-        self, framer: Framer, data: bytes, host: str | None
-    ) -> tuple[list[bytes], int]:
-        """Cut frames from ``data`` within ``host``'s budget (None: no budget).
+    def cut(self, framer: Framer, data: bytes, host: str) -> tuple[list[bytes], int]:
+        """Cut frames from ``data`` within ``host``'s budget.
 
         Return the frames and how many bytes were skipped undecoded.
         """
-        if host is None:
-            return framer.feed(data), 0
         before = framer.skipped
         frames = framer.feed(data, self.frame_allowance(host))
         self.spend(host, len(frames))

@@ -455,7 +455,8 @@ class _Session:
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.started = self.loop.time()
         # Progress is a frame completed from the ECU (a garbage run counts once it
-        # is cut) or bytes from EMA; a trickle that completes nothing keeps no slot.
+        # is cut), bytes past the frame budget, or bytes from EMA; a trickle that
+        # completes nothing keeps no slot.
         self.last_progress = self.started
         self.progressed = False
         self.gate = AckGate(
@@ -795,6 +796,7 @@ class _Session:
     def from_ema(self, data: bytes) -> None:
         """Forward EMA bytes first, then time the reply and decode the copy."""
         now = self.loop.time()
+        self.progressed = True  # EMA answers only an exchange that is going on
         self.last_progress = now
         self.bytes_from_ema += len(data)
         self.relay.counters.bytes_from_ema += len(data)
@@ -854,14 +856,17 @@ class _Session:
         framer = self._framers[direction]
         if framer is None:
             return []
-        # What a LAN device sends is decoded within its frame budget; EMA is not.
-        host = self.peer_host if direction is Direction.ECU_TO_EMA else None
+        # Both directions are paid from the LAN device's frame budget: what EMA
+        # answers on its connection is what that device asked for.
         try:
-            frames, skipped = self.relay.admission.cut(framer, data, host)
+            frames, skipped = self.relay.admission.cut(framer, data, self.peer_host)
         except Exception:
             self._framer_failed(direction)
             return []
         if skipped:
+            # Too busy to decode is not stalled: it keeps its slot, not its budget.
+            self.progressed = True
+            self.last_progress = self.loop.time()
             self.relay._skipped(self, skipped)
         return frames
 
