@@ -76,3 +76,19 @@ def test_frame_budget_refills_and_untrusted_addresses_share_one() -> None:
     assert admission.frame_allowance("10.0.0.6") == 5
     admission.trust("10.0.0.8")
     assert admission.frame_allowance("10.0.0.8") == 10  # its own budget only
+
+
+def test_frame_timeout_until_progress_then_idle_timeout() -> None:
+    admission = Admission(Limits(frame_timeout=30, idle_timeout=300))
+    # No frame yet (or one half sent): 30 s from the last progress, bytes or not.
+    due, reason = admission.deadline(last_progress=0, now=10, waiting=True)
+    assert (due, reason) == (30, None)
+    due, reason = admission.deadline(last_progress=0, now=30, waiting=True)
+    assert reason == "without completing a frame for 30 s"
+    # After a complete frame the idle timeout applies, checked every 30 s.
+    due, reason = admission.deadline(last_progress=0, now=250, waiting=False)
+    assert (due, reason) == (280, None)
+    due, reason = admission.deadline(last_progress=0, now=290, waiting=False)
+    assert (due, reason) == (300, None)
+    due, reason = admission.deadline(last_progress=0, now=300, waiting=False)
+    assert reason == "idle for 300 s"
