@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
-from loopback import free_port
+from loopback import free_port, unthrottled
 
 if TYPE_CHECKING:
     from ecu_proxy.models import FrameEvent, UpstreamReport
@@ -81,7 +81,13 @@ async def serve_relay(port: int, connections: int) -> None:
         idle_timeout=3600.0,
     )
     upstream = UpstreamResolver(EMA_HOST, (), data_dir, allow_local=True)
-    relay = Relay(options, QuietListener(), upstream=upstream, cloudless=None)
+    relay = Relay(
+        options,
+        QuietListener(),
+        upstream=upstream,
+        cloudless=None,
+        limits=unthrottled(options),
+    )
     await relay.start()
     print("ready", flush=True)
     await asyncio.Event().wait()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
-from loopback import free_port
+from loopback import free_port, unthrottled
 
 if TYPE_CHECKING:
     from ecu_proxy.models import FrameEvent, UpstreamReport
@@ -94,7 +94,13 @@ async def serve_relay(port: int) -> None:
         max_connections=4096,
     )
     upstream = UpstreamResolver(EMA_HOST, (), data_dir, allow_local=True)
-    relay = Relay(options, CountingListener(), upstream=upstream, cloudless=None)
+    relay = Relay(
+        options,
+        CountingListener(),
+        upstream=upstream,
+        cloudless=None,
+        limits=unthrottled(options),
+    )
     await relay.start()
     print("ready", flush=True)
     await asyncio.Event().wait()

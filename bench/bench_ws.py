@@ -44,7 +44,7 @@ from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.hub import Event, Hub
 from ecu_proxy.models import DecodedFrame, Direction, FrameEvent, RelayCounters
 from ecu_proxy.options import Options
-from loopback import free_port
+from loopback import free_port, unthrottled
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = (
@@ -183,7 +183,9 @@ async def serve_relay(clients: int, port: int) -> None:
     hub = Hub(opts, server_id="b" * 32, version="bench")
     await hub.start()
     upstream = UpstreamResolver(EMA_HOST, (), data_dir, allow_local=True)
-    relay = Relay(opts, hub, upstream=upstream, cloudless=None)
+    relay = Relay(
+        opts, hub, upstream=upstream, cloudless=None, limits=unthrottled(opts)
+    )
     await relay.start()
     api = ApiServer(hub, opts, counters=lambda: relay.counters)
     await api.start()

@@ -290,8 +290,10 @@ class ApiServer:
             return web.json_response(body, status=503)
         listeners = {str(p): s for p, s in sorted(counters.listeners.items())}
         healthy = bool(listeners) and all(s == "listening" for s in listeners.values())
+        disk = self._hub.disk_problem
         body = {
-            "status": "ok" if healthy else "degraded",
+            "status": "ok" if healthy and disk is None else "degraded",
+            "disk_problem": disk,
             "version": self._hub.version,
             "uptime_s": round(self._hub.uptime_s(), 1),
             "listeners": listeners,

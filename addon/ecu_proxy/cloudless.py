@@ -17,6 +17,7 @@ from ecu_proxy.decoder import (
     is_ecu_id,
     parse_wire_timestamp,
 )
+from ecu_proxy.lograte import RateLimitedLog
 from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class CloudlessResponder:
 
     def __init__(self, index: RecordIndex) -> None:
         self._index = index
+        self._log = RateLimitedLog(_LOGGER)
 
     def reply_for(self, frame: DecodedFrame) -> bytes | None:
         """Return the bytes to send back to the ECU for this frame, or None."""
@@ -92,7 +94,8 @@ class CloudlessResponder:
         stamps = self._index.stored_timestamps(ecu_id, MAX_TIMESTAMPS)
         good = [s for s in stamps if parse_wire_timestamp(s) is not None]
         if len(good) != len(stamps):
-            _LOGGER.warning(
+            self._log.limited_warning(
+                f"malformed {ecu_id}",
                 "skipping %d malformed stored timestamps for ECU %s",
                 len(stamps) - len(good),
                 ecu_id,

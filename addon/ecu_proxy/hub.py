@@ -4,6 +4,11 @@ The relay calls ``frame_received`` and ``upstream_result`` synchronously from th
 loop; they only update memory and ``put_nowait`` into subscriber queues, so a slow
 API client or a slow disk never holds up the relay. Saving happens in a background
 task, debounced, with the file write in a worker thread.
+
+Every change gets a mark (``record_mark``); a save makes every mark up to the one it
+serialised durable. ``wait_durable`` skips the debounce, so one write (one fsync)
+covers every record waiting for it. When the disk refuses writes the hub keeps
+working in memory, says so once in the log and in ``disk_problem``, and retries.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from .commands import CommandLog
 from .guard import Guard
+from .lograte import RateLimitedLog
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
 from .state import LiveState, RecordStatus, StateFormatError
-from .storage import StateStore
+from .storage import Loaded, StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -212,6 +218,12 @@ class Hub:
         self._generation = 0
         self._saves = 0
         self._saved: asyncio.Event | None = None
+        self._urgent: asyncio.Event | None = None
+        self._changes = 0
+        self._durable = 0
+        self._read_only = False
+        self._log = RateLimitedLog(_LOGGER)
+        self.disk_problem: str | None = None
         self._started = time.monotonic()
         self.guard = Guard(options.guard, clock=clock)
         self.commands = CommandLog(options.data_dir, clock=clock)
@@ -221,7 +233,13 @@ class Hub:
     async def start(self) -> None:
         """Load the persisted state and start the debounced saver."""
         await asyncio.to_thread(self.commands.load)
-        loaded = await asyncio.to_thread(self.store.load)
+        try:
+            loaded = await asyncio.to_thread(self.store.load)
+        except OSError as err:
+            # The folder refuses even to tidy up: never overwrite what it holds.
+            self._read_only = True
+            self._disk_failed(err)
+            loaded = Loaded(None)
         seq, clean = loaded.last_seq_hint, False
         document = loaded.document
         if document is not None:
@@ -246,6 +264,7 @@ class Hub:
         self._started = time.monotonic()
         self._dirty = asyncio.Event()
         self._saved = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._saver = asyncio.create_task(self._save_loop(), name="state-saver")
         if not clean:
             self._dirty.set()  # write the new sequence number out soon
@@ -255,20 +274,22 @@ class Hub:
             try:
                 await self._persist(clean=False)
             except OSError as err:
-                _LOGGER.error("Could not save state on start: %s", err)
+                self._disk_failed(err)
 
-    async def stop(self) -> None:
-        """Stop the saver and write the state out one last time."""
+    async def stop(self) -> bool:
+        """Stop the saver and write the state out one last time; say if it was."""
         if self._saver is not None:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
             self._saver = None
+        await self.commands.close()
         try:
             await self._persist(clean=True)
         except OSError as err:
             _LOGGER.error("Could not save state on stop: %s", err)
-        await self.commands.close()
+            return False
+        return not self._read_only
 
     async def save_now(self) -> None:
         """Write the state out immediately."""
@@ -278,22 +299,42 @@ class Hub:
 
     async def _save_loop(self) -> None:
         assert self._dirty is not None
+        assert self._urgent is not None
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self._save_delay)
+            if not self._urgent.is_set():
+                # Debounce, unless someone waits for the disk.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._save_delay):
+                        await self._urgent.wait()
+            self._urgent.clear()
             self._dirty.clear()
             try:
                 await self._persist(clean=False)
             except OSError as err:
-                _LOGGER.error(
-                    "Could not save state to %s: %s; retrying", self.store.path, err
-                )
+                self._disk_failed(err)
                 self._dirty.set()
                 await asyncio.sleep(SAVE_RETRY_DELAY)
 
+    def _disk_failed(self, err: OSError) -> None:
+        """Note a failed save: log it once, report it on /api/health."""
+        problem = f"cannot save state to {self.store.path}: {err.strerror or err}"
+        if self.disk_problem is None:
+            _LOGGER.error(
+                "%s. Relaying and live data go on; saving is retried every %.0f s",
+                problem,
+                SAVE_RETRY_DELAY,
+            )
+        else:
+            _LOGGER.debug("Saving still fails: %s", problem)
+        self.disk_problem = problem
+
     async def _persist(self, *, clean: bool) -> None:
         """Serialise on the loop (a consistent copy), write in a thread."""
+        if self._read_only:
+            raise OSError(f"{self.store.data_dir} could not be read safely at start")
         self._generation += 1
+        mark = self._changes
         document = {
             "format": 1,
             "saved_at": self._clock().isoformat(),
@@ -304,6 +345,10 @@ class Hub:
         text = json.dumps(document, separators=(",", ":"))
         if await asyncio.to_thread(self.store.write_text, text, self._generation):
             self._saves += 1
+            self._durable = max(self._durable, mark)
+            if self.disk_problem is not None:
+                _LOGGER.info("State saved again to %s", self.store.path)
+                self.disk_problem = None
             if self._saved is not None:
                 self._saved.set()
                 self._saved = asyncio.Event()
@@ -320,8 +365,33 @@ class Hub:
         await self._saved.wait()
 
     def _mark_dirty(self) -> None:
+        self._changes += 1
         if self._dirty is not None:
             self._dirty.set()
+
+    # --- DurableLedger -----------------------------------------------------------
+
+    def record_mark(self) -> int:
+        """Return a mark covering every change applied so far."""
+        return self._changes
+
+    def is_durable(self, mark: int) -> bool:
+        """Return whether every change up to ``mark`` is on disk."""
+        return self._durable >= mark
+
+    def save_soon(self) -> None:
+        """Start a save without the debounce delay."""
+        if self._dirty is not None and self._urgent is not None:
+            self._dirty.set()
+            self._urgent.set()
+
+    async def wait_durable(self, mark: int) -> None:
+        """Wait until every change up to ``mark`` is on disk (no time limit)."""
+        if self._saved is None:
+            raise RuntimeError("the hub is not started")
+        while not self.is_durable(mark):
+            self.save_soon()
+            await self._saved.wait()
 
     # --- RelayListener -----------------------------------------------------------
 
@@ -355,8 +425,10 @@ class Hub:
         frame = event.frame
         outcome = self.state.apply_record(frame, event.received_at, event.peer)
         if outcome.status == RecordStatus.INCOMPLETE:
-            _LOGGER.warning(
-                "Data record from %s without ECU id or timestamp ignored", event.peer
+            self._log.limited_warning(
+                f"incomplete {event.peer}",
+                "Data record from %s without ECU id or timestamp ignored",
+                event.peer,
             )
             return
         if not outcome.accepted:

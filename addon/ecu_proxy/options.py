@@ -59,6 +59,7 @@ class Options:
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     max_connections: int = 64
+    max_connections_per_address: int = 8
     install_integration: bool = True
     ema_command_guard: GuardMode = GuardMode.OFF
     blocked_actions: tuple[str, ...] = ()
@@ -122,6 +123,8 @@ class Options:
             raise OptionsError(
                 "ema_command_guard is block_listed but blocked_actions is empty"
             )
+        if self.max_connections_per_address < 1:
+            raise OptionsError("max_connections_per_address must be at least 1")
         return self
 
     def replace(self, **changes: Any) -> Options:
@@ -145,6 +148,7 @@ _ADDON_KEYS: dict[str, str] = {
     "max_connections": "max_connections",
     "ema_command_guard": "ema_command_guard",
     "blocked_actions": "blocked_actions",
+    "max_connections_per_address": "max_connections_per_address",
 }
 
 
@@ -195,7 +199,7 @@ def _coerce(name: str, value: Any) -> Any:
                 return value
             case "idle_timeout":
                 return float(value)
-            case "max_connections":
+            case "max_connections" | "max_connections_per_address":
                 return int(value)
             case _:
                 return str(value)

@@ -9,6 +9,10 @@ change what is forwarded; their errors are logged and counted.
 Flow control keeps memory bounded: when one side's write buffer passes its high-water
 mark, reading from the other side pauses until it drains.
 
+Which connections are taken, how long one may go without completing a frame and how
+many frames of it are decoded is decided in ``admission``; acknowledgements wait for
+the record to be on disk in ``durability``.
+
 When EMA cannot be reached the ECU's frames are still read and published, then the
 connection is closed without a reply so the ECU keeps its records and re-sends them.
 In cloudless mode nothing goes upstream; a responder answers the ECU.
@@ -24,8 +28,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from ecu_proxy.admission import Admission, Limits
+from ecu_proxy.cloudless import encode_ema_reply
 from ecu_proxy.decoder import decode_frame
+from ecu_proxy.durability import HOLD_BOUND, AckGate
 from ecu_proxy.framing import Framer
+from ecu_proxy.lograte import RateLimitedLog
 from ecu_proxy.models import (
     DecodedFrame,
     Direction,
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecu_proxy.cloudless import CloudlessResponder
+    from ecu_proxy.durability import DurableLedger
     from ecu_proxy.guard import Guard
     from ecu_proxy.options import Options
     from ecu_proxy.upstream import UpstreamResolver
@@ -76,6 +85,8 @@ class Relay:
         upstream: UpstreamResolver | None,
         cloudless: CloudlessResponder | None,
         guard: Guard | None = None,
+        ledger: DurableLedger | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if cloudless is None and upstream is None:
             raise ValueError("the relay needs an upstream resolver or a responder")
@@ -88,6 +99,14 @@ class Relay:
         self._cloudless = cloudless
         self._guard = guard
         self._allowed = frozenset(options.allowed_ecu_ids)
+        self._ledger = ledger
+        # Warnings a LAN device can trigger at will are folded, with counts.
+        self.log = RateLimitedLog(_LOGGER)
+        self.admission = Admission(limits or Limits.from_options(options))
+        self.frames_skipped_bytes = 0
+        self.late_acks = 0
+        # Seconds an acknowledgement may wait for the disk (see durability).
+        self.hold_bound = HOLD_BOUND
         self._servers: list[asyncio.Server] = []
         self._bound: dict[int, int] = {}
         self._sessions: set[_Session] = set()
@@ -182,22 +201,23 @@ class Relay:
         if self._stopping:  # accepted in the last loop turn before stop()
             transport.abort()
             return
-        if self.counters.active_connections >= self._options.max_connections:
-            self.counters.rejected_connections += 1
-            _LOGGER.warning(
-                "Rejecting connection from %s:%d on port %d: already %d open "
-                "(max_connections)",
-                peer_host,
-                peer_port,
-                port,
-                self.counters.active_connections,
-            )
-            transport.close()
-            return
         mode = _CLOUDLESS if self._cloudless is not None else _FORWARD
         session = _Session(
             self, next(self._ids), transport, port, peer_host, peer_port, mode
         )
+        refusal = self.admission.admit(session)
+        if refusal is not None:
+            self.counters.rejected_connections += 1
+            self.log.limited_warning(
+                "rejected",
+                "Rejecting connection from %s:%d on port %d: %s",
+                peer_host,
+                peer_port,
+                port,
+                refusal,
+            )
+            transport.abort()
+            return
         side.session = session
         self._sessions.add(session)
         self.counters.connections += 1
@@ -206,6 +226,7 @@ class Relay:
         self._notify()
 
     def _closed(self, session: _Session) -> None:
+        self.admission.release(session)
         self._sessions.discard(session)
         self.counters.active_connections -= 1
         self._notify()
@@ -217,7 +238,9 @@ class Relay:
         except Exception as err:  # the decoder must never stop the relay
             self.decode_errors += 1
             self.counters.frames_invalid += 1
-            _LOGGER.warning("Decoder failed on a %d-byte frame: %r", len(raw), err)
+            self.log.limited_warning(
+                "decoder", "Decoder failed on a %d-byte frame: %r", len(raw), err
+            )
             return DecodedFrame(
                 kind=FrameKind.INVALID,
                 version=None,
@@ -317,6 +340,20 @@ class Relay:
     async def _address(self) -> str:
         assert self._upstream is not None
         return await self._upstream.address()
+
+    def _skipped(self, session: _Session, count: int) -> None:
+        self.frames_skipped_bytes += count
+        self.log.limited_warning(
+            f"budget {session.peer_host}",
+            "%s sends more frames than the relay decodes: %d bytes of connection "
+            "#%d relayed unchanged without decoding",
+            session.peer_host,
+            count,
+            session.conn_id,
+        )
+
+    def _late_ack(self) -> None:
+        self.late_acks += 1
 
     def _reply_for(self, frame: DecodedFrame) -> bytes | None:
         assert self._cloudless is not None
@@ -420,7 +457,14 @@ class _Session:
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.started = self.loop.time()
-        self.last_activity = self.started
+        # Progress is a frame completed from the ECU (a garbage run counts once it
+        # is cut), bytes past the frame budget, or bytes from EMA; a trickle that
+        # completes nothing keeps no slot.
+        self.last_progress = self.started
+        self.progressed = False
+        self.ack_gate = AckGate(
+            relay._ledger, self._to_ecu, relay._late_ack, relay.hold_bound, relay.log
+        )
         self.bytes_from_ecu = 0
         self.bytes_from_ema = 0
         self.upstream_note = "not connected"
@@ -443,7 +487,9 @@ class _Session:
         self._close_reason: str | None = None
         self._finished = False
         # Holds EMA's command frames until whole when the command guard is on.
-        self.gate = relay._guard.gate(conn_id) if relay._guard is not None else None
+        self.command_gate = (
+            relay._guard.gate(conn_id) if relay._guard is not None else None
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -451,7 +497,7 @@ class _Session:
         """Start the session: arm the idle timer and connect upstream."""
         self.ecu.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self._idle_handle = self.loop.call_at(
-            self.started + self.relay._options.idle_timeout, self._idle_check
+            self.started + self.relay.admission.limits.frame_timeout, self._idle_check
         )
         _LOGGER.debug(
             "Connection #%d from %s:%d on port %d (%s)",
@@ -536,6 +582,7 @@ class _Session:
         self._close_reason = self._close_reason or reason
         if self._connect_task is not None:
             self._connect_task.cancel()
+        self.ack_gate.close()
         self.ecu.abort()
         if self.ema is not None:
             self.ema.abort()
@@ -550,13 +597,14 @@ class _Session:
         self._idle_handle = None
         if self._finished:
             return
-        idle = self.relay._options.idle_timeout
-        due = self.last_activity + idle
-        if self.loop.time() >= due:
-            _LOGGER.debug("Connection #%d idle for %g s, closing", self.conn_id, idle)
-            self.abort(f"idle for {idle:g} s")
-        else:
-            self._idle_handle = self.loop.call_at(due, self._idle_check)
+        waiting = not self.progressed or self._buffered(Direction.ECU_TO_EMA) > 0
+        now = self.loop.time()
+        due, reason = self.relay.admission.deadline(self.last_progress, now, waiting)
+        if reason is not None:
+            _LOGGER.debug("Connection #%d closed: %s", self.conn_id, reason)
+            self.abort(reason)
+            return
+        self._idle_handle = self.loop.call_at(due, self._idle_check)
 
     def _maybe_done(self) -> None:
         if self._finished or not self._ecu_closed or not self._ema_closed:
@@ -564,6 +612,7 @@ class _Session:
         if self._connect_task is not None:
             return
         self._finished = True
+        self.ack_gate.close()
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         if self._pending_timer is not None:
@@ -634,7 +683,6 @@ class _Session:
 
     def from_ecu(self, data: bytes) -> None:
         """Forward ECU bytes first, then decode the copy."""
-        self.last_activity = self.loop.time()
         self.bytes_from_ecu += len(data)
         self.relay.counters.bytes_from_ecu += len(data)
         ema = self.ema
@@ -653,10 +701,16 @@ class _Session:
 
     def _ecu_frame(self, raw: bytes) -> None:
         self._ecu_frames += 1
+        self.progressed = True
+        self.last_progress = self.loop.time()
         frame = self.relay._decode(raw, Direction.ECU_TO_EMA)
         if frame.ecu_id and self.ecu_id is None:
             self.ecu_id = frame.ecu_id
         self.relay._publish(self, raw, frame, Direction.ECU_TO_EMA)
+        # A stored record: its address is an ECU's, and acks now wait for the disk.
+        stored = self.ack_gate.expect_record(frame)
+        if stored:
+            self.relay.admission.trust(self.peer_host)
         if frame.kind not in UPLOAD_KINDS:
             return
         if self.mode == _FORWARD:
@@ -673,11 +727,32 @@ class _Session:
         else:
             self.relay._report(self, UpstreamResult.CLOUDLESS)
             reply = self.relay._reply_for(frame)
-            if reply is not None and not self.ecu.is_closing():
-                self.ecu.write(reply)
-                self.bytes_from_ema += len(reply)
-                reply_frame = self.relay._decode(reply, Direction.EMA_TO_ECU)
-                self.relay._publish(self, reply, reply_frame, Direction.EMA_TO_ECU)
+            if reply is None:
+                return
+            # A reply that says "stored" (the record's own timestamp, or the list
+            # of stored ones) goes out only once the disk holds what it lists;
+            # past the bound the ECU is told nothing is stored and keeps its data.
+            if frame.kind is FrameKind.RECONCILE_QUERY:
+                self.ack_gate.expect()
+                stored = True
+            fallback = encode_ema_reply(()) if stored else reply
+            self.ack_gate.reply(
+                lambda durable: self._answer(reply if durable else fallback)
+            )
+
+    def _answer(self, reply: bytes) -> None:
+        """Send our own reply to the ECU and publish it like one from EMA."""
+        if self.ecu.is_closing():
+            return
+        self._to_ecu(reply)
+        self.bytes_from_ema += len(reply)
+        reply_frame = self.relay._decode(reply, Direction.EMA_TO_ECU)
+        self.relay._publish(self, reply, reply_frame, Direction.EMA_TO_ECU)
+
+    def _to_ecu(self, data: bytes) -> None:
+        if not self.ecu.is_closing():
+            self.ecu.write(data)
+            self.relay._track_buffer(self.ecu)
 
     def _reply_timeout(self) -> None:
         self._pending_timer = None
@@ -728,13 +803,15 @@ class _Session:
     def from_ema(self, data: bytes) -> None:
         """Forward EMA bytes first, then time the reply and decode the copy."""
         now = self.loop.time()
-        self.last_activity = now
+        self.progressed = True  # EMA answers only an exchange that is going on
+        self.last_progress = now
         self.bytes_from_ema += len(data)
         self.relay.counters.bytes_from_ema += len(data)
-        forward = data if self.gate is None else self.gate.feed(data, self.ecu_id)
-        if forward and not self.ecu.is_closing():
-            self.ecu.write(forward)
-            self.relay._track_buffer(self.ecu)
+        gate = self.command_gate
+        forward = data if gate is None else gate.feed(data, self.ecu_id)
+        if forward:
+            # Held while the ECU's record is not yet on disk (bounded).
+            self.ack_gate.send(forward)
         if self._pending_since is not None:
             rtt_ms = (now - self._pending_since) * 1000
             self._pending_since = None
@@ -746,11 +823,10 @@ class _Session:
         for raw in self._feed(Direction.EMA_TO_ECU, data):
             frame = self.relay._decode(raw, Direction.EMA_TO_ECU)
             self.relay._publish(self, raw, frame, Direction.EMA_TO_ECU)
-        reply = self.gate.take_reply() if self.gate is not None else None
+        reply = gate.take_reply() if gate is not None else None
         if reply is not None:  # blocked: end the ECU's session, tell EMA nothing
             self._close_reason = "EMA command blocked by the guard"
-            if not self.ecu.is_closing():
-                self.ecu.write(reply)
+            self.ack_gate.send(reply)
             if self.ema is not None:
                 self.ema.close()
 
@@ -760,11 +836,14 @@ class _Session:
         self._release_held()
         self._flush(Direction.EMA_TO_ECU)
         self._no_reply("EMA closed the connection without replying")
+        self.ack_gate.then(self._pass_ema_eof)
+        return True
+
+    def _pass_ema_eof(self) -> None:
         if self._ecu_eof:
             self._close_both()
         elif not self.ecu.is_closing() and self.ecu.can_write_eof():
             self.ecu.write_eof()
-        return True
 
     def ema_lost(self, exc: Exception | None) -> None:
         """Close the ECU side once EMA's connection is gone."""
@@ -776,14 +855,14 @@ class _Session:
             self._flush(Direction.EMA_TO_ECU)
         if not self._ecu_closed:
             self._no_reply("EMA connection ended without a reply")
-        self.ecu.close()
+        self.ack_gate.then(self.ecu.close)
         self._maybe_done()
 
     def _release_held(self) -> None:
         """Forward what the guard's gate still holds once EMA's side ends."""
-        held = self.gate.flush() if self.gate is not None else b""
-        if held and not self.ecu.is_closing():
-            self.ecu.write(held)
+        held = self.command_gate.flush() if self.command_gate is not None else b""
+        if held:
+            self.ack_gate.send(held)
 
     def _no_reply(self, detail: str) -> None:
         if self._pending_since is None or self._pending_timed_out or self._ecu_eof:
@@ -801,11 +880,19 @@ class _Session:
         framer = self._framers[direction]
         if framer is None:
             return []
+        # Both directions are paid from the LAN device's frame budget: what EMA
+        # answers on its connection is what that device asked for.
         try:
-            return framer.feed(data)
+            frames, skipped = self.relay.admission.cut(framer, data, self.peer_host)
         except Exception:
             self._framer_failed(direction)
             return []
+        if skipped:
+            # Too busy to decode is not stalled: it keeps its slot, not its budget.
+            self.progressed = True
+            self.last_progress = self.loop.time()
+            self.relay._skipped(self, skipped)
+        return frames
 
     def _flush(self, direction: Direction) -> None:
         framer = self._framers[direction]

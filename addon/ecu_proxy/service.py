@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -13,6 +14,7 @@ import aiohttp
 from . import __version__
 from .api import ApiServer
 from .cloudless import CloudlessResponder
+from .fdlimit import raise_open_files_limit
 from .hub import Hub
 from .identity import load_or_create_server_id
 from .integration_install import bundle_path, config_dir, install_integration
@@ -42,7 +44,17 @@ class Service:
     def __init__(self, options: Options, *, allow_local_upstream: bool = False) -> None:
         """Prepare the parts; nothing is bound until start()."""
         self.options = options.validate()
-        self.server_id = load_or_create_server_id(options.data_dir)
+        try:
+            self.server_id = load_or_create_server_id(options.data_dir)
+        except OSError as err:
+            # A read-only or full data folder must not stop the relay.
+            self.server_id = uuid.uuid4().hex
+            _LOGGER.error(
+                "Cannot store the server id in %s (%s); using %s until restart",
+                options.data_dir,
+                err.strerror or err,
+                self.server_id,
+            )
         self.hub = Hub(options, server_id=self.server_id, version=__version__)
         upstream = None
         cloudless = None
@@ -61,6 +73,7 @@ class Service:
             upstream=upstream,
             cloudless=cloudless,
             guard=self.hub.guard,
+            ledger=self.hub,
         )
         self.api = ApiServer(self.hub, options, counters=self._counters)
         self._session: aiohttp.ClientSession | None = None
@@ -88,6 +101,7 @@ class Service:
             ", ".join(str(p) for p in self.options.all_ports),
             self.options.api_port,
         )
+        raise_open_files_limit()
         await self.hub.start()
         await self.relay.start()
         await self.api.start()
@@ -132,8 +146,11 @@ class Service:
                 await task
         await self.relay.stop()
         # Save before closing API clients: a stalled client may delay that part.
-        await self.hub.stop()
+        saved = await self.hub.stop()
         await self.api.stop()
         if self._session is not None:
             await self._session.close()
-        _LOGGER.info("Stopped; state saved")
+        if saved:
+            _LOGGER.info("Stopped; state saved")
+        else:
+            _LOGGER.error("Stopped; the state could NOT be saved (see above)")

@@ -7,6 +7,8 @@
 * ``FakeEcu``: a TCP client playing the ECU.
 * ``RecordingListener``: a ``RelayListener`` that records frames and upstream reports
   and lets a test wait for them.
+* ``FakeLedger``: a ``RecordingListener`` that also stores data records and makes them
+  durable only when the test says so (``confirm``), or never (``disk_ok = False``).
 * ``StandInDns``: a UDP DNS server answering A queries from a table.
 * ``free_port_pair``: a port P free on both 127.0.0.1 (relay) and 127.0.0.2 (EMA), so
   the relay can forward to "the same port on the EMA host".
@@ -32,7 +34,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from ecu_proxy.models import FrameEvent, UpstreamReport
+from ecu_proxy.decoder import format_wire_timestamp
+from ecu_proxy.models import Direction, FrameEvent, FrameKind, UpstreamReport
 
 if TYPE_CHECKING:
     import random
@@ -254,11 +257,16 @@ class FakeEcu:
 
     @classmethod
     async def connect(
-        cls, port: int, host: str = ECU_HOST, within: float = WAIT
+        cls,
+        port: int,
+        host: str = ECU_HOST,
+        within: float = WAIT,
+        source: str | None = None,
     ) -> FakeEcu:
-        """Open a connection to the relay."""
+        """Open a connection to the relay (from loopback address ``source``)."""
+        local = (source, 0) if source is not None else None
         async with asyncio.timeout(within):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -336,6 +344,67 @@ class RecordingListener:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+@dataclass
+class FakeLedger(RecordingListener):
+    """A listener that stores data records; the test decides when they are durable."""
+
+    stored: set[tuple[str, str]] = field(default_factory=set)
+    marks: int = 0
+    durable: int = 0
+    auto_confirm: bool = False
+    waits: int = 0
+    _saved: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def frame_received(self, event: FrameEvent) -> None:
+        """Store a data record from the ECU, then record the frame."""
+        frame = event.frame
+        if (
+            frame.kind is FrameKind.DATA
+            and event.direction is Direction.ECU_TO_EMA
+            and frame.ecu_id
+            and frame.timestamp
+        ):
+            self.stored.add((frame.ecu_id, format_wire_timestamp(frame.timestamp)))
+            self.marks += 1
+        super().frame_received(event)
+
+    def is_stored(self, ecu_id: str, timestamp: str) -> bool:
+        """Return whether the record was stored."""
+        return (ecu_id, timestamp) in self.stored
+
+    def stored_timestamps(self, ecu_id: str, limit: int = 99) -> list[str]:
+        """Return stored wire timestamps of the ECU, newest first."""
+        stamps = sorted((t for e, t in self.stored if e == ecu_id), reverse=True)
+        return stamps[:limit]
+
+    def record_mark(self) -> int:
+        """Return the number of records stored so far."""
+        return self.marks
+
+    def is_durable(self, mark: int) -> bool:
+        """Return whether ``confirm`` covered this mark."""
+        return self.durable >= mark
+
+    def save_soon(self) -> None:
+        """Confirm at once when auto_confirm is on."""
+        if self.auto_confirm:
+            self.confirm()
+
+    async def wait_durable(self, mark: int) -> None:
+        """Wait until ``confirm`` covers ``mark``."""
+        self.waits += 1
+        self._wake()
+        while not self.is_durable(mark):
+            saved = self._saved
+            await saved.wait()
+
+    def confirm(self) -> None:
+        """Make every stored record durable."""
+        self.durable = self.marks
+        self._saved.set()
+        self._saved = asyncio.Event()
 
 
 class StandInDns(asyncio.DatagramProtocol):

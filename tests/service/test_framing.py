@@ -219,3 +219,42 @@ def test_empty_feed_and_empty_flush() -> None:
     assert framer.feed(b"") == []
     assert framer.flush() == []
     assert framer.buffered == 0
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 4096])
+def test_runs_of_invalid_aps_become_one_garbage_chunk(size: int) -> None:
+    junk = b"APS" * 300 + b"APS18" + b"APSxx" * 50 + b"APS18AAAAA"
+    frames = feed_in(b"xx" + junk + CAPTURE, size)
+    # Not one chunk per "APS": one run up to the next valid header.
+    assert frames == [b"xx" + junk, CAPTURE_FRAME]
+
+
+def test_aps_flood_is_cut_only_at_the_cap() -> None:
+    flood = b"APS" * 10_000
+    frames = feed_in(flood, 4096, Framer(max_frame=1000))
+    assert b"".join(frames) == flood
+    assert all(len(f) == 1000 for f in frames[:-1])
+
+
+@pytest.mark.parametrize("unit", [b"100", b"{\n", b"APS1800010"])
+def test_limit_throttles_tiny_frames_and_counts_what_is_skipped(unit: bytes) -> None:
+    framer = Framer()
+    flood = unit * 1000
+    frames = framer.feed(flood, limit=5)
+    assert len(frames) == 5
+    consumed = sum(len(f) for f in frames)
+    assert 0 < framer.skipped <= len(flood) - consumed
+    assert framer.buffered == 0
+    # While throttled nothing is cut or kept.
+    assert framer.feed(flood, limit=0) == []
+    assert framer.buffered == 0
+    skipped = framer.skipped
+    assert skipped > len(flood)
+    # With budget again it resynchronises at the next valid APS header.
+    assert framer.feed(b"junk" + CAPTURE, limit=5) == [b"junk", CAPTURE_FRAME]
+
+
+def test_without_a_limit_nothing_is_skipped() -> None:
+    framer = Framer()
+    assert len(framer.feed(b"100" * 1000)) == 1000
+    assert framer.skipped == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -420,3 +421,94 @@ async def test_format_0_file_is_migrated_on_start(tmp_path: Path) -> None:
     assert hub.last_seq == 12 + SEQ_GAP_AFTER_CRASH + 1
     await hub.stop()
     assert json.loads((tmp_path / STATE_FILE).read_text())["format"] == 1
+
+
+async def test_waiting_for_durability_skips_the_debounce_and_batches(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(
+        Options(data_dir=tmp_path, capture_frames=False),
+        server_id="0" * 32,
+        version="test",
+        save_delay=3600.0,  # the debounce alone would never save in this test
+    )
+    await hub.start()
+    try:
+        before = hub.save_count
+        marks = []
+        for n in range(20):
+            hub.frame_received(data(DAY + timedelta(minutes=5 * n)))
+            marks.append(hub.record_mark())
+        assert not hub.is_durable(marks[-1])
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*(hub.wait_durable(m) for m in marks))
+        assert hub.is_durable(marks[-1])
+        # One write covered all twenty records (a second may have been under way).
+        assert hub.save_count - before <= 2
+        stored = json.loads((tmp_path / STATE_FILE).read_text())
+        assert len(stored["ecus"][ECU]["seen"]) == 20
+    finally:
+        await hub.stop()
+
+
+async def test_full_disk_degrades_but_keeps_live_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("ecu_proxy.hub.SAVE_RETRY_DELAY", 0.01)
+    hub = Hub(
+        Options(data_dir=tmp_path, capture_frames=False),
+        server_id="0" * 32,
+        version="test",
+        save_delay=0.0,
+    )
+    await hub.start()
+    real_write = hub.store.write_text
+    failures = 0
+
+    def full(text: str, generation: int = 0) -> bool:
+        nonlocal failures
+        failures += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hub.store, "write_text", full)
+    try:
+        hub.frame_received(data(DAY))
+        assert ECU in hub.snapshot()["ecus"]  # live data goes on
+        mark = hub.record_mark()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await hub.wait_durable(mark)
+        assert failures >= 3  # retried
+        problem = hub.disk_problem
+        assert problem is not None
+        assert "No space left" in problem
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1  # said once
+        monkeypatch.setattr(hub.store, "write_text", real_write)
+        async with asyncio.timeout(WAIT):
+            await hub.wait_durable(mark)
+        assert hub.disk_problem is None
+        monkeypatch.setattr(hub.store, "write_text", full)
+    finally:
+        assert await hub.stop() is False  # the last save failed, and it says so
+
+
+async def test_unreadable_data_folder_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / STATE_FILE).write_text("kept as it is")
+
+    def refuse() -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    hub = Hub(Options(data_dir=tmp_path), server_id="0" * 32, version="test")
+    monkeypatch.setattr(hub.store, "load", refuse)
+    await hub.start()
+    try:
+        hub.frame_received(data(DAY))
+        assert ECU in hub.snapshot()["ecus"]
+        assert hub.disk_problem is not None
+        assert "Read-only" in hub.disk_problem
+    finally:
+        assert await hub.stop() is False
+    assert (tmp_path / STATE_FILE).read_text() == "kept as it is"
