@@ -26,6 +26,7 @@ Energies were kWh floats there; format 1 keeps integer mWh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -90,7 +91,10 @@ class StateStore:
 
     def load(self) -> Loaded:
         """Read, check and migrate the state file; move a bad one aside."""
-        temp_path(self.path).unlink(missing_ok=True)  # from an interrupted write
+        # A temp file is left by an interrupted write; a read-only folder may refuse
+        # to tidy it up, which must not keep the saved state from loading.
+        with contextlib.suppress(OSError):
+            temp_path(self.path).unlink(missing_ok=True)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:

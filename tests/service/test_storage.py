@@ -104,6 +104,24 @@ def test_leftover_temp_file_is_removed(tmp_path: Path) -> None:
     assert not tmp.exists()
 
 
+def test_state_loads_when_the_folder_refuses_to_tidy_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = store(tmp_path)
+    s.save(current(5))
+    tmp = s.data_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text("{")
+    real_unlink = type(tmp).unlink
+
+    def refuse(path: Path, missing_ok: bool = False) -> None:
+        if path == tmp:
+            raise OSError(30, "Read-only file system")
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(type(tmp), "unlink", refuse)
+    assert s.load().document == current(5)
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
