@@ -43,12 +43,17 @@ def encode_ema_reply(timestamps: Sequence[str], status: str = "1") -> bytes:
 
 
 def encode_no_more_commands(ecu_id: str) -> bytes:
-    """Encode the control-port A100 frame telling the ECU there is nothing to do."""
+    """Encode EMA's own A100 frame telling the ECU there is nothing (more) to do.
+
+    The form EMA itself sends (docs/protocol.md §7.4): ``A``-padded length,
+    ``A100``, the ECU id, then ``A101`` and 15 zeros, ``END``, no LF. The cloudless
+    responder and the command guard both answer with it, so the ECU sees exactly
+    what EMA would have sent.
+    """
     if not is_ecu_id(ecu_id):
         raise ValueError(f"ECU id {ecu_id!r} is not 12 digits")
-    body = f"{NO_MORE_COMMANDS}AAA0{ecu_id}END"
-    length = 5 + 5 + len(body)
-    return f"APS13{length:05d}{body}".encode("ascii")
+    body = f"{NO_MORE_COMMANDS}AAA0{ecu_id}{POLL_COMMAND}{'0' * 15}END"
+    return f"APS13{10 + len(body):A>5d}{body}".encode("ascii")
 
 
 class CloudlessResponder:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .cloudless import encode_no_more_commands
 from .control import PLANT_CHANGING, Action
 from .decoder import decode_frame, is_ecu_id
 from .framing import aps_length
@@ -49,18 +50,6 @@ class GuardMode(enum.StrEnum):
     OFF = "off"
     BLOCK_CHANGES = "block_changes"
     BLOCK_LISTED = "block_listed"
-
-
-def encode_ema_no_more_commands(ecu_id: str) -> bytes:
-    """Encode the A100 frame EMA sends when it has no command, for ``ecu_id``.
-
-    The published form: ``A``-padded length, ``A100``, the ECU id, then ``A101``
-    and 15 zeros, ``END``, no LF (tests/fixtures/vectors/control, file 23).
-    """
-    if not is_ecu_id(ecu_id):
-        raise ValueError(f"ECU id {ecu_id!r} is not 12 digits")
-    body = f"A100AAA0{ecu_id}A101{'0' * 15}END"
-    return f"APS13{10 + len(body):A>5d}{body}".encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +257,7 @@ class CommandGate:
             ecu_id=target,
             raw=raw,
             frame=frame,
-            reply=encode_ema_no_more_commands(target),
+            reply=encode_no_more_commands(target),
         )
         self.reply = self.blocked.reply
         self._guard.record_block(self.blocked)

@@ -82,7 +82,8 @@ def test_ema_reply_rejects_what_the_ecu_could_not_parse(
 
 def test_no_more_commands_frame_follows_the_control_format() -> None:
     frame = encode_no_more_commands(ECU_ID)
-    assert frame == b"APS1300033A100AAA0216000064136END"
+    # EMA's own form (the published frame, with this ECU's id).
+    assert frame == b"APS13AAA52A100AAA0216000064136A101000000000000000END"
     assert aps_length(frame[5:10]) == len(frame)  # what the ECU checks
     assert frame[18:30] == ECU_ID.encode()
     decoded = decode_frame(frame, Direction.EMA_TO_ECU)

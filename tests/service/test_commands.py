@@ -13,10 +13,11 @@ import pytest
 from stand_ins import CAPTURE, ECU_HOST, EMA_HOST, EmaConnection, FakeEcu, StandInEma
 from stand_ins import free_port_pair as free_port
 
+from ecu_proxy.cloudless import encode_no_more_commands
 from ecu_proxy.commands import FILE_NAME, CommandLog
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_control_poll
-from ecu_proxy.guard import GuardMode, encode_ema_no_more_commands
+from ecu_proxy.guard import GuardMode
 from ecu_proxy.hub import Event, Hub
 from ecu_proxy.models import Direction, FrameEvent
 from ecu_proxy.options import Options
@@ -169,7 +170,7 @@ async def test_relay_and_hub_publish_a_blocked_command_and_keep_it(
     try:
         ecu = await FakeEcu.connect(relay.bound_ports[port])
         await ecu.send(encode_control_poll(ECU_ID))
-        assert await ecu.read_to_eof() == encode_ema_no_more_commands(ECU_ID)
+        assert await ecu.read_to_eof() == encode_no_more_commands(ECU_ID)
         published = await next_event(sub, "ema_command")
     finally:
         await relay.stop()

@@ -25,8 +25,9 @@ from stand_ins import (
     free_port_pair,
 )
 
+from ecu_proxy.cloudless import encode_no_more_commands
 from ecu_proxy.encoder import encode_control_poll
-from ecu_proxy.guard import Guard, GuardMode, GuardSettings, encode_ema_no_more_commands
+from ecu_proxy.guard import Guard, GuardMode, GuardSettings
 from ecu_proxy.models import Direction
 from ecu_proxy.options import Options
 from ecu_proxy.relay import Relay
@@ -171,7 +172,7 @@ async def poll_once(harness: GuardHarness, size: int | None = None) -> bytes:
 
 def test_ema_no_more_commands_is_the_published_frame() -> None:
     published = (CONTROL / "23_fwdoc_EMA_A100-no-more-commands.txt").read_bytes()
-    assert encode_ema_no_more_commands(ECU_ID) == published
+    assert encode_no_more_commands(ECU_ID) == published
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -198,7 +199,7 @@ async def test_block_changes_blocks_exactly_the_plant_changing_commands(
         assert guard.counts.total == 0
         return
     reply = await poll_once(harness)
-    assert reply == encode_ema_no_more_commands(ECU_ID)
+    assert reply == encode_no_more_commands(ECU_ID)
     [seen] = harness.seen
     assert seen.poll == POLL
     assert seen.after == b""  # no forged acknowledgement, the connection closed
@@ -220,7 +221,7 @@ async def test_a_command_in_pieces_is_held_until_whole_then_blocked(
 ) -> None:
     command = ema_frame("14_fwlog_EMA_A111-all-on.txt")
     await harness.start(command, GuardSettings(GuardMode.BLOCK_CHANGES), pieces=5)
-    assert await poll_once(harness) == encode_ema_no_more_commands(ECU_ID)
+    assert await poll_once(harness) == encode_no_more_commands(ECU_ID)
     assert harness.seen[0].after == b""
 
 
@@ -238,7 +239,7 @@ async def test_block_listed_blocks_only_the_listed_actions(
     settings = GuardSettings(GuardMode.BLOCK_LISTED, ("switch_inverters",))
     await harness.start(command, settings)
     if blocked:
-        assert await poll_once(harness) == encode_ema_no_more_commands(ECU_ID)
+        assert await poll_once(harness) == encode_no_more_commands(ECU_ID)
     else:
         assert await poll_once(harness, len(command)) == command
 
@@ -256,7 +257,7 @@ async def test_other_connections_are_untouched_by_a_block(
     await data_ecu.close()
     await harness.idle()
     await harness.ema_done()
-    assert reply == encode_ema_no_more_commands(ECU_ID)
+    assert reply == encode_no_more_commands(ECU_ID)
     kinds: list[Any] = [(e.direction, e.raw[:14]) for e in harness.listener.frames]
     assert (Direction.ECU_TO_EMA, CAPTURE[:14]) in kinds
     assert (Direction.EMA_TO_ECU, ACK[:14]) in kinds
