@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .hub import Hub
     from .models import RelayCounters
+    from .mqtt import MqttStatus
     from .options import Options
 
 _LOGGER = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ApiServer:
         options: Options,
         *,
         counters: Callable[[], RelayCounters],
+        mqtt: MqttStatus | None = None,
         client_queue: int = CLIENT_QUEUE,
         close_timeout: float = CLOSE_TIMEOUT_S,
     ) -> None:
@@ -85,6 +87,7 @@ class ApiServer:
         self._hub = hub
         self._options = options
         self._counters = counters
+        self._mqtt = mqtt
         self._client_queue = client_queue
         self._close_timeout = close_timeout
         self._clients: set[_Client] = set()
@@ -214,6 +217,8 @@ class ApiServer:
             },
             "clients": self.client_count,
         }
+        if self._mqtt is not None:
+            body["mqtt"] = self._mqtt.as_dict()  # MQTT trouble never degrades health
         return web.json_response(body, status=200 if healthy else 503)
 
     # --- WebSocket ---------------------------------------------------------------
@@ -242,6 +247,11 @@ class ApiServer:
                 "schema_version": SCHEMA_VERSION,
                 "min_schema_version": MIN_SCHEMA_VERSION,
                 "requires_auth": not client.authenticated,
+                **(
+                    {"mqtt_discovery": self._mqtt.discovery}
+                    if self._mqtt is not None
+                    else {}
+                ),
             }
         )
         try:

@@ -16,11 +16,13 @@ from .cloudless import CloudlessResponder
 from .hub import Hub
 from .identity import load_or_create_server_id
 from .integration_install import bundle_path, config_dir, install_integration
-from .options import Mode, Options
+from .mqtt import MqttPublisher
+from .options import MQTT_AUTO, Mode, Options
 from .relay import Relay
 from .supervisor import (
     DiscoveryInfo,
     SupervisorClient,
+    SupervisorError,
     announce,
     api_health_probe,
     notify_restart_needed,
@@ -56,7 +58,10 @@ class Service:
                 allow_local=allow_local_upstream,
             )
         self.relay = Relay(options, self.hub, upstream=upstream, cloudless=cloudless)
-        self.api = ApiServer(self.hub, options, counters=self._counters)
+        self.mqtt = MqttPublisher(self.hub, options)
+        self.api = ApiServer(
+            self.hub, options, counters=self._counters, mqtt=self.mqtt.status
+        )
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -89,6 +94,18 @@ class Service:
         supervisor = supervisor_from_env(self._session)
         if supervisor is not None:
             self._spawn(self._supervisor_tasks(supervisor))
+        if self.options.mqtt_enabled:
+            self._spawn(self._start_mqtt(supervisor))
+
+    async def _start_mqtt(self, supervisor: SupervisorClient | None) -> None:
+        """Start MQTT output; "auto" asks the Supervisor for its broker first."""
+        service = None
+        if supervisor is not None and self.options.mqtt_host == MQTT_AUTO:
+            try:
+                service = await supervisor.mqtt_service()
+            except SupervisorError as err:
+                _LOGGER.error("Could not ask the Supervisor for MQTT: %s", err)
+        self.mqtt.start(service)
 
     async def _supervisor_tasks(self, supervisor: SupervisorClient) -> None:
         """Install the bundled integration, then post discovery (add-on only)."""
@@ -124,6 +141,7 @@ class Service:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.mqtt.stop()
         await self.relay.stop()
         # Save before closing API clients: a stalled client may delay that part.
         await self.hub.stop()

@@ -127,6 +127,10 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             isinstance(v, list) and all(isinstance(s, str) and s for s in v)
         ),
         "ports": _ports_ok,
+        "services": lambda v: (
+            isinstance(v, list)
+            and all(re.match(r"^(mqtt|mysql):(provide|want|need)$", s) for s in v)
+        ),
         "ports_description": lambda v: isinstance(v, dict),
         "map": _map_ok,
         "options": lambda v: isinstance(v, dict),

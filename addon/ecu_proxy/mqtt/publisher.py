@@ -1,0 +1,527 @@
+"""Publish the live state to an MQTT broker, without ever holding up the relay.
+
+The hub hands events to a subscription queue (``put_nowait``); a pump task only
+copies the newest ECU document into a cache and marks it dirty. A sender task turns
+dirty ECUs into messages in an outbox where the latest value per topic wins, and
+publishes them with QoS 1 while connected. A slow or absent broker therefore costs
+the relay nothing: records arriving meanwhile replace each other in the outbox, and
+every (re)connect publishes the whole current state again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ..hub import Event
+from ..options import OptionsError
+from .availability import STALE_AFTER, is_fresh, last_seen, stale_at
+from .config import resolve_settings
+from .discovery import ecu_config, inverter_config
+from .topics import HA_ONLINE, OFFLINE, ONLINE, Topics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import timedelta
+
+    from ..hub import Hub, Subscription
+    from ..options import Options
+    from .config import BrokerService, MqttSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+QOS = 1
+# Hub events waiting for the pump; it only updates a cache, so this never fills
+# unless the event loop itself is starved.
+HUB_QUEUE = 10_000
+# Topics waiting for the broker: one per ECU/inverter state, availability and
+# discovery config, so a few thousand cover hundreds of inverters.
+OUTBOX_LIMIT = 5_000
+# Messages handed to the client at once (each waits for its PUBACK).
+BATCH = 256
+PUBLISH_TIMEOUT = 10.0
+KEEPALIVE = 30
+MIN_DELAY = 1.0
+MAX_DELAY = 60.0
+# MQTT 3.1.1 CONNACK codes 4/5 and MQTT 5 reason codes 134/135.
+_AUTH_CODES = frozenset({4, 5, 134, 135})
+EMA_COMMAND_EVENT = "ema_command"
+
+
+class MqttState(enum.StrEnum):
+    """Where the MQTT connection stands, as /api/health shows it."""
+
+    DISABLED = "disabled"
+    NOT_CONFIGURED = "not_configured"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    AUTH_FAILED = "auth_failed"
+
+
+@dataclass(slots=True)
+class MqttStatus:
+    """The publisher's state for /api/health."""
+
+    enabled: bool
+    discovery: bool
+    state: MqttState
+    broker: str | None = None
+    error: str | None = None
+    published: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form of docs/api.md."""
+        return {
+            "enabled": self.enabled,
+            "discovery": self.discovery,
+            "state": self.state.value,
+            "broker": self.broker,
+            "error": self.error,
+            "published": self.published,
+            "dropped": self.dropped,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message waiting for the broker."""
+
+    topic: str
+    payload: str
+    retain: bool
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Pending messages, one per topic (the latest wins), at most ``limit``."""
+
+    limit: int
+    dropped: int = 0
+    _items: dict[str, Message] = field(default_factory=dict)
+
+    def put(self, message: Message) -> None:
+        """Queue a message, replacing an older one of the same topic."""
+        if message.topic in self._items:
+            self.dropped += 1
+        elif len(self._items) >= self.limit:
+            del self._items[next(iter(self._items))]
+            self.dropped += 1
+        self._items[message.topic] = message
+
+    def take(self, count: int) -> list[Message]:
+        """Remove and return up to ``count`` messages, oldest first."""
+        taken: list[Message] = []
+        while self._items and len(taken) < count:
+            topic = next(iter(self._items))
+            taken.append(self._items.pop(topic))
+        return taken
+
+    def __len__(self) -> int:
+        """Return how many messages wait."""
+        return len(self._items)
+
+
+@dataclass(slots=True)
+class _Discovered:
+    """What was announced for a device, to notice changes and removals."""
+
+    config: str
+    topics: tuple[str, ...]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_auth_error(err: aiomqtt.MqttError) -> bool:
+    code = getattr(err, "rc", None)
+    if isinstance(code, ReasonCode):
+        return code.value in _AUTH_CODES
+    return isinstance(code, int) and code in _AUTH_CODES
+
+
+class MqttPublisher:
+    """Mirror the hub's state to MQTT topics and Home Assistant discovery."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        options: Options,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        stale_after: timedelta = STALE_AFTER,
+        min_delay: float = MIN_DELAY,
+        max_delay: float = MAX_DELAY,
+        outbox_limit: int = OUTBOX_LIMIT,
+    ) -> None:
+        """Prepare a stopped publisher; ``start`` connects."""
+        self._hub = hub
+        self._options = options
+        self._clock = clock
+        self._stale_after = stale_after
+        self._min_delay = min_delay
+        self._max_delay = max_delay
+        self.status = MqttStatus(
+            enabled=options.mqtt_enabled,
+            discovery=options.mqtt_enabled and options.mqtt_discovery,
+            state=MqttState.DISABLED,
+        )
+        self.settings: MqttSettings | None = None
+        self.topics: Topics | None = None
+        self._outbox = Outbox(outbox_limit)
+        self._ecus: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self._deadlines: dict[str, datetime] = {}
+        self._discovered: dict[str, _Discovered] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self._last_problem: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def start(self, service: BrokerService | None = None) -> None:
+        """Resolve the broker (``service`` for "auto") and start publishing."""
+        if not self._options.mqtt_enabled:
+            return
+        try:
+            settings = resolve_settings(self._options, self._hub.server_id, service)
+        except OptionsError as err:
+            self.status.state = MqttState.NOT_CONFIGURED
+            self.status.discovery = False
+            self.status.error = str(err)
+            _LOGGER.error("MQTT output stays off: %s", err)
+            return
+        self.settings = settings
+        self.topics = Topics(
+            settings.topic_prefix, settings.discovery_prefix, self._hub.server_id
+        )
+        self.status.broker = settings.broker
+        self.status.discovery = settings.discovery
+        self.status.state = MqttState.CONNECTING
+        self._tasks = [
+            asyncio.create_task(self._pump(), name="mqtt-pump"),
+            asyncio.create_task(self._run(), name="mqtt-client"),
+        ]
+
+    async def stop(self) -> None:
+        """Say ``offline`` (when connected) and disconnect."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Return an event set while connected to the broker."""
+        return self._connected
+
+    # --- hub side (never waits on the broker) ------------------------------------
+
+    async def _pump(self) -> None:
+        """Follow the hub's events; resubscribe from a snapshot after an overflow."""
+        while True:
+            sub = self._hub.subscribe(HUB_QUEUE)
+            sub.listen(self._hub.last_seq)
+            self._load_snapshot()
+            try:
+                await self._follow(sub)
+            finally:
+                sub.close()
+            _LOGGER.warning("MQTT output fell behind the hub; resending the state")
+
+    async def _follow(self, sub: Subscription) -> None:
+        while True:
+            item = await sub.get()
+            if isinstance(item, Event):
+                self._on_event(item)
+            if sub.closed:  # overflowed: the snapshot covers what was lost
+                return
+
+    def _load_snapshot(self) -> None:
+        ecus: dict[str, dict[str, Any]] = self._hub.snapshot()["ecus"]
+        self._ecus = dict(ecus)
+        self._dirty.update(ecus)
+        self._wake.set()
+
+    def _on_event(self, event: Event) -> None:
+        data = event.data
+        if event.name == "record":
+            ecu_id = data["ecu_id"]
+            self._ecus[ecu_id] = data["ecu"]
+            self._dirty.add(ecu_id)
+        elif event.name == "ecu_status":
+            ecu_id = data["ecu_id"]
+            if (cached := self._ecus.get(ecu_id)) is None:
+                return
+            # Event data is shared with other listeners: copy, never mutate.
+            self._ecus[ecu_id] = {**cached, "upstream": data["upstream"]}
+            self._dirty.add(ecu_id)
+        elif event.name.startswith(EMA_COMMAND_EVENT) and self.topics is not None:
+            ecu_id = data.get("ecu_id")
+            if not isinstance(ecu_id, str):
+                return
+            payload = _dumps({"event": event.name, "seq": event.seq, **data})
+            self._outbox.put(Message(self.topics.ema_command(ecu_id), payload, False))
+        else:
+            return
+        self._wake.set()
+
+    # --- broker side -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Connect, publish until the connection breaks, back off, repeat."""
+        attempt = 0
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as err:
+                if self._connected.is_set():
+                    attempt = 0
+                self._connection_lost(err)
+            finally:
+                self._connected.clear()
+            delay = min(self._max_delay, self._min_delay * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _client(self, settings: MqttSettings, topics: Topics) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id,
+            will=aiomqtt.Will(topics.service_availability, OFFLINE, QOS, retain=True),
+            tls_context=settings.tls_context(),
+            keepalive=KEEPALIVE,
+            timeout=PUBLISH_TIMEOUT,
+        )
+
+    async def _session(self) -> None:
+        settings, topics = self.settings, self.topics
+        assert settings is not None
+        assert topics is not None
+        self.status.state = MqttState.CONNECTING
+        async with self._client(settings, topics) as client:
+            try:
+                await client.publish(
+                    topics.service_availability, ONLINE, QOS, retain=True
+                )
+                if settings.discovery:
+                    await client.subscribe(topics.ha_status, QOS)
+                self._connection_made(settings)
+                self._resend_all(forget_discovery=True)
+                listener = asyncio.create_task(self._listen(client, topics))
+                try:
+                    await self._send(client)
+                finally:
+                    listener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listener
+            except asyncio.CancelledError:
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    await client.publish(
+                        topics.service_availability,
+                        OFFLINE,
+                        QOS,
+                        retain=True,
+                        timeout=2.0,
+                    )
+                raise
+
+    def _connection_made(self, settings: MqttSettings) -> None:
+        self._connected.set()
+        self.status.state = MqttState.CONNECTED
+        self.status.error = None
+        if self._last_problem is not None:
+            _LOGGER.info("Connected to the MQTT broker %s again", settings.broker)
+        else:
+            _LOGGER.info("Connected to the MQTT broker %s", settings.broker)
+        self._last_problem = None
+
+    def _connection_lost(self, err: aiomqtt.MqttError) -> None:
+        auth = _is_auth_error(err)
+        self.status.state = MqttState.AUTH_FAILED if auth else MqttState.DISCONNECTED
+        problem = str(err) or type(err).__name__
+        self.status.error = problem
+        broker = self.status.broker
+        if problem == self._last_problem:
+            _LOGGER.debug("MQTT broker %s still failing: %s", broker, problem)
+            return
+        self._last_problem = problem
+        if auth:
+            _LOGGER.error(
+                "MQTT broker %s refused the username or password (%s); check "
+                "mqtt_username and mqtt_password. Retrying with backoff",
+                broker,
+                problem,
+            )
+        else:
+            _LOGGER.warning(
+                "MQTT broker %s: %s; reconnecting with backoff", broker, problem
+            )
+
+    async def _listen(self, client: aiomqtt.Client, topics: Topics) -> None:
+        """Re-announce everything when Home Assistant says it (re)started."""
+        async for message in client.messages:
+            if message.topic.matches(topics.ha_status) and (
+                message.payload in (HA_ONLINE, HA_ONLINE.encode())
+            ):
+                _LOGGER.debug("Home Assistant came online; sending discovery again")
+                self._resend_all(forget_discovery=True)
+
+    def _resend_all(self, *, forget_discovery: bool) -> None:
+        if forget_discovery:
+            for announced in self._discovered.values():
+                announced.config = ""
+        self._dirty.update(self._ecus)
+        self._wake.set()
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._expire()
+            if self._dirty:
+                self._render_dirty()
+            batch = self._outbox.take(BATCH)
+            self.status.dropped = self._outbox.dropped
+            if not batch:
+                await self._wait()
+                continue
+            results = await asyncio.gather(
+                *(
+                    client.publish(m.topic, m.payload, QOS, retain=m.retain)
+                    for m in batch
+                ),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            self.status.published += len(batch)
+
+    async def _wait(self) -> None:
+        """Wait for new data or for the next device to turn stale."""
+        self._wake.clear()
+        if self._dirty or len(self._outbox):
+            return
+        timeout = None
+        if self._deadlines:
+            due = min(self._deadlines.values())
+            timeout = max(0.0, (due - self._clock()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for ecu_id, due in list(self._deadlines.items()):
+            if due <= now:
+                del self._deadlines[ecu_id]
+                self._dirty.add(ecu_id)
+
+    # --- rendering ---------------------------------------------------------------
+
+    def _render_dirty(self) -> None:
+        topics, settings = self.topics, self.settings
+        assert topics is not None
+        assert settings is not None
+        now = self._clock()
+        owners = self._owners()
+        dirty, self._dirty = self._dirty, set()
+        for ecu_id in sorted(dirty):
+            if (ecu := self._ecus.get(ecu_id)) is not None:
+                self._render_ecu(topics, settings, ecu, owners, now)
+        if settings.discovery:
+            self._remove_vanished(topics, owners)
+
+    def _owners(self) -> dict[str, str]:
+        """Map each inverter to the ECU that reported it last (as the integration)."""
+        owners: dict[str, str] = {}
+        newest: dict[str, datetime] = {}
+        never = datetime.min.replace(tzinfo=UTC)
+        for ecu_id in sorted(self._ecus):
+            for inv_id, inverter in (self._ecus[ecu_id].get("inverters") or {}).items():
+                seen = last_seen(inverter) or never
+                if inv_id not in newest or seen > newest[inv_id]:
+                    newest[inv_id], owners[inv_id] = seen, ecu_id
+        return owners
+
+    def _render_ecu(
+        self,
+        topics: Topics,
+        settings: MqttSettings,
+        ecu: dict[str, Any],
+        owners: dict[str, str],
+        now: datetime,
+    ) -> None:
+        ecu_id: str = ecu["ecu_id"]
+        retain = settings.retain
+        inverters: dict[str, dict[str, Any]] = ecu.get("inverters") or {}
+        body = {k: v for k, v in ecu.items() if k != "inverters"}
+        put = self._outbox.put
+        version = self._hub.version
+        if settings.discovery:
+            self._announce(
+                topics, ecu_id, ecu_config(topics, ecu, version, self._stale_after), ()
+            )
+        put(Message(topics.ecu_state(ecu_id), _dumps(body), retain))
+        deadlines = [stale_at(ecu, self._stale_after)]
+        for inv_id, inverter in inverters.items():
+            fresh = is_fresh(inverter, now, self._stale_after)
+            state_topic = topics.inverter_state(ecu_id, inv_id)
+            avail_topic = topics.inverter_availability(ecu_id, inv_id)
+            if settings.discovery and owners.get(inv_id) == ecu_id:
+                config = inverter_config(
+                    topics, ecu_id, inverter, version, self._stale_after
+                )
+                self._announce(topics, inv_id, config, (state_topic, avail_topic))
+            put(Message(state_topic, _dumps(inverter), retain))
+            put(Message(avail_topic, ONLINE if fresh else OFFLINE, True))
+            deadlines.append(stale_at(inverter, self._stale_after))
+        future = [d for d in deadlines if d is not None and d > now]
+        if future:
+            self._deadlines[ecu_id] = min(future)
+        else:
+            self._deadlines.pop(ecu_id, None)
+
+    def _announce(
+        self,
+        topics: Topics,
+        device_id: str,
+        config: dict[str, Any],
+        state_topics: tuple[str, ...],
+    ) -> None:
+        """Queue a device's discovery config when it is new or changed."""
+        text = _dumps(config)
+        known = self._discovered.get(device_id)
+        if known is not None and known.config == text:
+            return
+        self._discovered[device_id] = _Discovered(text, state_topics)
+        self._outbox.put(Message(topics.discovery(device_id), text, True))
+
+    def _remove_vanished(self, topics: Topics, owners: dict[str, str]) -> None:
+        """Withdraw discovery (and retained state) of devices no longer reported."""
+        present = set(self._ecus) | set(owners)
+        for device_id in [d for d in self._discovered if d not in present]:
+            announced = self._discovered.pop(device_id)
+            _LOGGER.info("Removing %s from MQTT discovery", device_id)
+            self._outbox.put(Message(topics.discovery(device_id), "", True))
+            for topic in announced.topics:
+                self._outbox.put(Message(topic, "", True))
