@@ -303,7 +303,7 @@ class MqttPublisher:
             await asyncio.sleep(delay)
 
     def _client(self, settings: MqttSettings, topics: Topics) -> aiomqtt.Client:
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host,
             settings.port,
             username=settings.username,
@@ -314,6 +314,9 @@ class MqttPublisher:
             keepalive=KEEPALIVE,
             timeout=PUBLISH_TIMEOUT,
         )
+        # A batch in flight is normal here, not a sign of trouble worth a warning.
+        client.pending_calls_threshold = BATCH + 10
+        return client
 
     async def _session(self) -> None:
         settings, topics = self.settings, self.topics
