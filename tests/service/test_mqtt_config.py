@@ -259,5 +259,5 @@ def test_entity_table_mirrors_the_integrations_descriptions() -> None:
     _check(phase_voltage(2), sensor.phase_voltage_description(2), "sensor")
     (online,) = binary_sensor.INVERTER_BINARY_SENSORS
     _check(INVERTER_ONLINE, online, "binary_sensor")
-    for spec, description in zip(CHANNEL_ENTITIES, sensor.CHANNEL_SENSORS, strict=True):
-        _check(spec, description, "sensor")  # names keep their {channel}
+    for spec, chan in zip(CHANNEL_ENTITIES, sensor.CHANNEL_SENSORS, strict=True):
+        _check(spec, chan, "sensor")  # names keep their {channel}
