@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from mqtt_broker import (
     USERNAME,
     Mosquitto,
     Received,
+    data_record,
     free_port,
     subscriber,
     watch_log,
@@ -31,13 +32,14 @@ from mqtt_broker import (
 from records import ECU_ID, inverter, raw_inverter
 
 from ecu_proxy.hub import Hub
-from ecu_proxy.models import DecodedFrame, Direction, FrameEvent, FrameKind, Inverter
 from ecu_proxy.mqtt.publisher import MqttPublisher, MqttState
 from ecu_proxy.options import Mode, Options
 from ecu_proxy.service import Service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
+
+    from ecu_proxy.models import FrameEvent, Inverter
 
 PREFIX = "apsystems_ecu_proxy"
 SERVER_ID = "5e" * 16
@@ -77,33 +79,9 @@ def mqtt_options(port: int, **changes: Any) -> Options:
     return Options(mqtt_enabled=True, mqtt_host="127.0.0.1", mqtt_port=port, **changes)
 
 
-def record(
-    *inverters: Inverter, at: datetime | None = None, minute: int = 0
-) -> FrameEvent:
-    """Return a received data record of ECU_ID with these inverters."""
-    frame = DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ECU_ID,
-        ecu_model="ECU-R",
-        timestamp=datetime(2024, 2, 6, 11, minute, 0),
-        power_w=round(sum(i.power_w or 0 for i in inverters), 1),
-        round_energy_kwh=0.0,
-        lifetime_energy_kwh=2127.9 + minute,
-        inverter_count=len(inverters),
-        more_records=False,
-        inverters=inverters,
-    )
-    return FrameEvent(
-        1,
-        8995,
-        "192.0.2.10:40000",
-        Direction.ECU_TO_EMA,
-        b"",
-        frame,
-        at or datetime.now(UTC),
-    )
+def record(*inverters: Inverter, minute: int = 0) -> FrameEvent:
+    """Return a data record of ECU_ID received now."""
+    return data_record(*inverters, minute=minute)
 
 
 def fleet() -> tuple[Inverter, ...]:
