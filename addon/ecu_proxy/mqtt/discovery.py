@@ -166,6 +166,28 @@ def phase_voltage(phase: int) -> EntitySpec:
     )
 
 
+def ecu_shape(ecu: dict[str, Any]) -> tuple[Any, ...]:
+    """Return everything ``ecu_config`` depends on in an ECU's state."""
+    return (ecu["ecu_id"], ecu.get("model"))
+
+
+def inverter_shape(ecu_id: str, inverter: dict[str, Any]) -> tuple[Any, ...]:
+    """Return everything ``inverter_config`` depends on in an inverter's state.
+
+    Comparing this is far cheaper than building and comparing the config on every
+    record.
+    """
+    phases = inverter.get("phase_voltages_v")
+    return (
+        ecu_id,
+        inverter["id"],
+        inverter.get("family"),
+        inverter.get("type_code"),
+        None if phases is None else len(phases),
+        tuple(c["channel"] for c in inverter.get("channels") or ()),
+    )
+
+
 def _fresh_test(stale_after: timedelta, *, inverter: bool) -> str:
     """Return a Jinja test of the night/stale rule (see availability.is_fresh)."""
     seconds = int(stale_after.total_seconds())

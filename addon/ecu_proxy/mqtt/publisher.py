@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -26,7 +27,7 @@ from ..hub import Event
 from ..options import OptionsError
 from .availability import STALE_AFTER, is_fresh, last_seen, stale_at
 from .config import resolve_settings
-from .discovery import ecu_config, inverter_config
+from .discovery import ecu_config, ecu_shape, inverter_config, inverter_shape
 from .topics import HA_ONLINE, OFFLINE, ONLINE, Topics
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ PUBLISH_TIMEOUT = 10.0
 KEEPALIVE = 30
 MIN_DELAY = 1.0
 MAX_DELAY = 60.0
+# Seconds between two publishes of one ECU. An ECU uploads every 5 minutes, but
+# after an outage it sends its backlog back to back: those records coalesce into
+# one publish per interval, so MQTT's share of the event loop stays small.
+MIN_INTERVAL = 0.5
 # MQTT 3.1.1 CONNACK codes 4/5 and MQTT 5 reason codes 134/135.
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 EMA_COMMAND_EVENT = "ema_command"
@@ -136,7 +141,7 @@ class Outbox:
 class _Discovered:
     """What was announced for a device, to notice changes and removals."""
 
-    config: str
+    shape: tuple[Any, ...] | None  # None: announce again
     topics: tuple[str, ...]
 
 
@@ -146,6 +151,14 @@ def _utcnow() -> datetime:
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ecu_message(
+    topics: Topics, settings: MqttSettings, ecu: dict[str, Any]
+) -> Message:
+    """Return the ECU's state message: its state without the inverters."""
+    body = {k: v for k, v in ecu.items() if k != "inverters"}
+    return Message(topics.ecu_state(ecu["ecu_id"]), _dumps(body), settings.retain)
 
 
 def _is_auth_error(err: aiomqtt.MqttError) -> bool:
@@ -167,6 +180,7 @@ class MqttPublisher:
         stale_after: timedelta = STALE_AFTER,
         min_delay: float = MIN_DELAY,
         max_delay: float = MAX_DELAY,
+        min_interval: float = MIN_INTERVAL,
         outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         """Prepare a stopped publisher; ``start`` connects."""
@@ -176,6 +190,7 @@ class MqttPublisher:
         self._stale_after = stale_after
         self._min_delay = min_delay
         self._max_delay = max_delay
+        self._min_interval = min_interval
         self.status = MqttStatus(
             enabled=options.mqtt_enabled,
             discovery=options.mqtt_enabled and options.mqtt_discovery,
@@ -186,8 +201,12 @@ class MqttPublisher:
         self._outbox = Outbox(outbox_limit)
         self._ecus: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
+        self._dirty_body: set[str] = set()  # only the ECU's own topic changed
+        self._not_before: dict[str, float] = {}  # ECU id -> loop time of next publish
         self._deadlines: dict[str, datetime] = {}
         self._discovered: dict[str, _Discovered] = {}
+        # Availability last queued per topic: sent again only when it changes.
+        self._availability: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
@@ -273,7 +292,7 @@ class MqttPublisher:
                 return
             # Event data is shared with other listeners: copy, never mutate.
             self._ecus[ecu_id] = {**cached, "upstream": data["upstream"]}
-            self._dirty.add(ecu_id)
+            self._dirty_body.add(ecu_id)
         elif event.name.startswith(EMA_COMMAND_EVENT) and self.topics is not None:
             ecu_id = data.get("ecu_id")
             if not isinstance(ecu_id, str):
@@ -394,7 +413,9 @@ class MqttPublisher:
     def _resend_all(self, *, forget_discovery: bool) -> None:
         if forget_discovery:
             for announced in self._discovered.values():
-                announced.config = ""
+                announced.shape = None
+            self._availability.clear()
+        self._not_before.clear()
         self._dirty.update(self._ecus)
         self._wake.set()
 
@@ -403,6 +424,8 @@ class MqttPublisher:
             self._expire()
             if self._dirty:
                 self._render_dirty()
+            if self._dirty_body:
+                self._render_bodies()
             batch = self._outbox.take(BATCH)
             self.status.dropped = self._outbox.dropped
             if not batch:
@@ -423,12 +446,18 @@ class MqttPublisher:
     async def _wait(self) -> None:
         """Wait for new data or for the next device to turn stale."""
         self._wake.clear()
-        if self._dirty or len(self._outbox):
+        if len(self._outbox):
             return
-        timeout = None
+        timeouts = []
         if self._deadlines:
             due = min(self._deadlines.values())
-            timeout = max(0.0, (due - self._clock()).total_seconds())
+            timeouts.append((due - self._clock()).total_seconds())
+        if self._dirty:  # held back by MIN_INTERVAL
+            loop_now = asyncio.get_running_loop().time()
+            timeouts.append(
+                min(self._not_before.get(e, 0.0) for e in self._dirty) - loop_now
+            )
+        timeout = max(0.0, min(timeouts)) if timeouts else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -445,14 +474,29 @@ class MqttPublisher:
         topics, settings = self.topics, self.settings
         assert topics is not None
         assert settings is not None
+        loop_now = asyncio.get_running_loop().time()
+        due = {e for e in self._dirty if self._not_before.get(e, 0.0) <= loop_now}
+        if not due:
+            return
+        self._dirty -= due
         now = self._clock()
         owners = self._owners()
-        dirty, self._dirty = self._dirty, set()
-        for ecu_id in sorted(dirty):
+        for ecu_id in sorted(due):
+            self._not_before[ecu_id] = loop_now + self._min_interval
             if (ecu := self._ecus.get(ecu_id)) is not None:
                 self._render_ecu(topics, settings, ecu, owners, now)
         if settings.discovery:
             self._remove_vanished(topics, owners)
+
+    def _render_bodies(self) -> None:
+        """Queue the ECU topics whose upload status changed (one message each)."""
+        topics, settings = self.topics, self.settings
+        assert topics is not None
+        assert settings is not None
+        bodies, self._dirty_body = self._dirty_body, set()
+        for ecu_id in bodies:
+            if (ecu := self._ecus.get(ecu_id)) is not None:
+                self._outbox.put(_ecu_message(topics, settings, ecu))
 
     def _owners(self) -> dict[str, str]:
         """Map each inverter to the ECU that reported it last (as the integration)."""
@@ -477,26 +521,38 @@ class MqttPublisher:
         ecu_id: str = ecu["ecu_id"]
         retain = settings.retain
         inverters: dict[str, dict[str, Any]] = ecu.get("inverters") or {}
-        body = {k: v for k, v in ecu.items() if k != "inverters"}
         put = self._outbox.put
         version = self._hub.version
+        stale_after = self._stale_after
         if settings.discovery:
             self._announce(
-                topics, ecu_id, ecu_config(topics, ecu, version, self._stale_after), ()
+                topics,
+                ecu_id,
+                ecu_shape(ecu),
+                lambda: ecu_config(topics, ecu, version, stale_after),
+                (),
             )
-        put(Message(topics.ecu_state(ecu_id), _dumps(body), retain))
+        put(_ecu_message(topics, settings, ecu))
         deadlines = [stale_at(ecu, self._stale_after)]
         for inv_id, inverter in inverters.items():
             fresh = is_fresh(inverter, now, self._stale_after)
             state_topic = topics.inverter_state(ecu_id, inv_id)
             avail_topic = topics.inverter_availability(ecu_id, inv_id)
             if settings.discovery and owners.get(inv_id) == ecu_id:
-                config = inverter_config(
-                    topics, ecu_id, inverter, version, self._stale_after
+                self._announce(
+                    topics,
+                    inv_id,
+                    inverter_shape(ecu_id, inverter),
+                    partial(
+                        inverter_config, topics, ecu_id, inverter, version, stale_after
+                    ),
+                    (state_topic, avail_topic),
                 )
-                self._announce(topics, inv_id, config, (state_topic, avail_topic))
             put(Message(state_topic, _dumps(inverter), retain))
-            put(Message(avail_topic, ONLINE if fresh else OFFLINE, True))
+            available = ONLINE if fresh else OFFLINE
+            if self._availability.get(avail_topic) != available:
+                self._availability[avail_topic] = available
+                put(Message(avail_topic, available, True))
             deadlines.append(stale_at(inverter, self._stale_after))
         future = [d for d in deadlines if d is not None and d > now]
         if future:
@@ -508,16 +564,16 @@ class MqttPublisher:
         self,
         topics: Topics,
         device_id: str,
-        config: dict[str, Any],
+        shape: tuple[Any, ...],
+        config: Callable[[], dict[str, Any]],
         state_topics: tuple[str, ...],
     ) -> None:
         """Queue a device's discovery config when it is new or changed."""
-        text = _dumps(config)
         known = self._discovered.get(device_id)
-        if known is not None and known.config == text:
+        if known is not None and known.shape == shape:
             return
-        self._discovered[device_id] = _Discovered(text, state_topics)
-        self._outbox.put(Message(topics.discovery(device_id), text, True))
+        self._discovered[device_id] = _Discovered(shape, state_topics)
+        self._outbox.put(Message(topics.discovery(device_id), _dumps(config()), True))
 
     def _remove_vanished(self, topics: Topics, owners: dict[str, str]) -> None:
         """Withdraw discovery (and retained state) of devices no longer reported."""
@@ -527,4 +583,5 @@ class MqttPublisher:
             _LOGGER.info("Removing %s from MQTT discovery", device_id)
             self._outbox.put(Message(topics.discovery(device_id), "", True))
             for topic in announced.topics:
+                self._availability.pop(topic, None)
                 self._outbox.put(Message(topic, "", True))
