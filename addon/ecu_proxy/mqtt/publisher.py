@@ -56,7 +56,7 @@ MAX_DELAY = 60.0
 # Seconds between two publishes of one ECU. An ECU uploads every 5 minutes, but
 # after an outage it sends its backlog back to back: those records coalesce into
 # one publish per interval, so MQTT's share of the event loop stays small.
-MIN_INTERVAL = 0.5
+MIN_INTERVAL = 1.0
 # MQTT 3.1.1 CONNACK codes 4/5 and MQTT 5 reason codes 134/135.
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 EMA_COMMAND_EVENT = "ema_command"
