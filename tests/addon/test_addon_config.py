@@ -346,7 +346,10 @@ def test_extra_ports_can_only_name_declared_ports(config: dict[str, Any]) -> Non
 
 
 def test_config_folder_is_writable_for_the_installer(config: dict[str, Any]) -> None:
-    assert config["map"] == [{"type": "homeassistant_config", "read_only": False}]
+    assert config["map"] == [
+        {"type": "homeassistant_config", "read_only": False},
+        {"type": "ssl", "read_only": True},  # a CA file for MQTT over TLS
+    ]
     # Notifications go through the Core API proxy, which needs this flag.
     assert config["homeassistant_api"] is True
 
