@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import jsonschema
 import pytest
+from aiohttp import web
 from homeassistant.components.mqtt import binary_sensor as ha_binary_sensor
 from homeassistant.components.mqtt import sensor as ha_sensor
 from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA
@@ -510,3 +511,54 @@ async def test_last_will_on_kill_9(tmp_path: Path, broker: Mosquitto) -> None:
             if process.returncode is None:
                 process.kill()
             await process.wait()
+
+
+async def test_auto_uses_the_supervisors_broker_and_credentials(
+    tmp_path: Path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def services_mqtt(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer supervisor-token"
+        data = {"host": "127.0.0.1", "port": broker.auth_port, "ssl": False}
+        data |= {"username": USERNAME, "password": PASSWORD, "protocol": "3.1.1"}
+        return web.json_response({"result": "ok", "data": data})
+
+    async def discovery(_request: web.Request) -> web.Response:
+        return web.json_response({"result": "ok", "data": {"uuid": "x"}})
+
+    app = web.Application()
+    app.router.add_get("/services/mqtt", services_mqtt)
+    app.router.add_post("/discovery", discovery)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    monkeypatch.setenv("SUPERVISOR_TOKEN", "supervisor-token")
+    monkeypatch.setenv("SUPERVISOR_URL", f"http://127.0.0.1:{runner.addresses[0][1]}")
+    options = Options(
+        mqtt_enabled=True,  # mqtt_host stays "auto"
+        listen="127.0.0.1",
+        ports=(free_port(),),
+        api_host="127.0.0.1",
+        api_port=0,
+        data_dir=tmp_path,
+        mode=Mode.CLOUDLESS,
+        install_integration=False,
+    )
+    service = Service(options)
+    await service.start()
+    try:
+        async with asyncio.timeout(20):
+            await service.mqtt.connected.wait()
+        assert service.mqtt.status.broker == f"127.0.0.1:{broker.auth_port}"
+    finally:
+        await service.stop()
+        await runner.cleanup()
+
+
+async def test_clean_stop_says_offline(
+    hub: Hub, broker: Mosquitto, publisher: MqttPublisher
+) -> None:
+    topic = f"{PREFIX}/service/{SERVER_ID}/availability"
+    async with subscriber(broker.port, topic) as (_client, received):
+        await received.wait_for(lambda: received.text(topic) == "online")
+        await publisher.stop()
+        await received.wait_for(lambda: received.text(topic) == "offline")
