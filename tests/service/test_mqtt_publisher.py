@@ -562,3 +562,45 @@ async def test_clean_stop_says_offline(
         await received.wait_for(lambda: received.text(topic) == "online")
         await publisher.stop()
         await received.wait_for(lambda: received.text(topic) == "offline")
+
+
+async def test_devices_lost_across_a_restart_are_withdrawn(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    options = mqtt_options(broker.port)
+
+    async def run_once(folder: str, *inverters: Inverter) -> None:
+        hub = Hub(
+            Options(data_dir=tmp_path / folder), server_id=SERVER_ID, version="9.9.9"
+        )
+        await hub.start()
+        pub = MqttPublisher(hub, options)
+        pub.start()
+        try:
+            async with subscriber(broker.port) as (_client, received):
+                hub.frame_received(record(*inverters))
+                await received.wait_for(
+                    lambda: all(received.text(discovery_topic(i.id)) for i in inverters)
+                )
+                if folder == "after":  # the restart with a lost state file
+                    await received.wait_for(
+                        lambda: received.text(discovery_topic(QS1)) == ""
+                    )
+        finally:
+            await pub.stop()
+            await hub.stop()
+
+    await run_once("before", inverter("07", YC600), inverter("08", QS1))
+    # A device of another proxy instance sharing the broker and the prefix.
+    other = discovery_topic("801000099999")
+    foreign = {"availability": [{"topic": f"{PREFIX}/service/{'0' * 32}/availability"}]}
+    async with subscriber(broker.port, other) as (client, _received):
+        await client.publish(other, json.dumps(foreign), qos=1, retain=True)
+    await run_once("after", inverter("07", YC600))
+    async with subscriber(broker.port) as (_client, fresh):
+        await fresh.wait_for(
+            lambda: bool(fresh.text(discovery_topic(YC600)) and fresh.text(other))
+        )
+    assert discovery_topic(QS1) not in fresh.latest
+    assert state_topic(ECU_ID, QS1) not in fresh.latest
+    assert json.loads(fresh.text(other) or "") == foreign  # not ours: left alone

@@ -211,6 +211,8 @@ class MqttPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._last_problem: str | None = None
+        # Retained discovery topics of this service seen at connect -> state topic.
+        self._retained_configs: dict[str, Any] = {}
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -349,6 +351,7 @@ class MqttPublisher:
                 )
                 if settings.discovery:
                     await client.subscribe(topics.ha_status, QOS)
+                    await self._start_sweep(client, topics)
                 self._connection_made(settings)
                 self._resend_all(forget_discovery=True)
                 listener = asyncio.create_task(self._listen(client, topics))
@@ -401,14 +404,60 @@ class MqttPublisher:
                 "MQTT broker %s: %s; reconnecting with backoff", broker, problem
             )
 
+    async def _start_sweep(self, client: aiomqtt.Client, topics: Topics) -> None:
+        """Read the retained discovery configs, to withdraw those of lost devices.
+
+        The broker sends the retained configs right after subscribing; the marker
+        published afterwards comes back behind them, so its arrival means all were
+        read (see ``_listen``).
+        """
+        self._retained_configs = {}
+        await client.subscribe(topics.discovery_configs, QOS)
+        await client.subscribe(topics.sync, QOS)
+        await client.publish(topics.sync, "sweep", QOS)
+
     async def _listen(self, client: aiomqtt.Client, topics: Topics) -> None:
-        """Re-announce everything when Home Assistant says it (re)started."""
+        """Re-announce on Home Assistant's birth; sweep retained configs once."""
         async for message in client.messages:
-            if message.topic.matches(topics.ha_status) and (
-                message.payload in (HA_ONLINE, HA_ONLINE.encode())
-            ):
-                _LOGGER.debug("Home Assistant came online; sending discovery again")
-                self._resend_all(forget_discovery=True)
+            payload = message.payload
+            if message.topic.matches(topics.ha_status):
+                if payload in (HA_ONLINE, HA_ONLINE.encode()):
+                    _LOGGER.debug("Home Assistant came online; sending discovery again")
+                    self._resend_all(forget_discovery=True)
+            elif message.topic.matches(topics.sync):
+                await client.unsubscribe(topics.discovery_configs)
+                await client.unsubscribe(topics.sync)
+                self._sweep(topics)
+            elif message.topic.matches(topics.discovery_configs):
+                self._note_retained(topics, str(message.topic), payload)
+
+    def _note_retained(self, topics: Topics, topic: str, payload: Any) -> None:
+        """Remember a retained discovery config if this service published it."""
+        if not isinstance(payload, bytes) or not payload:
+            return
+        try:
+            config = json.loads(payload)
+            availability = config.get("availability") or []
+            ours = {"topic": topics.service_availability} in availability
+        except (ValueError, AttributeError, TypeError):
+            return  # someone else's config
+        if ours:
+            self._retained_configs[topic] = config.get("state_topic")
+
+    def _sweep(self, topics: Topics) -> None:
+        """Withdraw retained configs (and state) of devices the state has lost."""
+        present = {topics.discovery(d) for d in set(self._ecus) | set(self._owners())}
+        for topic, state_topic in self._retained_configs.items():
+            if topic in present:
+                continue
+            _LOGGER.info("Removing %s from MQTT discovery (no longer reported)", topic)
+            self._outbox.put(Message(topic, "", True))
+            if isinstance(state_topic, str) and state_topic.startswith(topics.prefix):
+                self._outbox.put(Message(state_topic, "", True))
+                availability = state_topic.removesuffix("/state") + "/availability"
+                self._outbox.put(Message(availability, "", True))
+        self._retained_configs = {}
+        self._wake.set()
 
     def _resend_all(self, *, forget_discovery: bool) -> None:
         if forget_discovery:

@@ -24,6 +24,16 @@ class Topics:
         """Return the service's availability topic (last will ``offline``)."""
         return f"{self.prefix}/service/{self.server_id}/availability"
 
+    @property
+    def sync(self) -> str:
+        """Return the topic the service sends itself to mark "retained all read"."""
+        return f"{self.prefix}/service/{self.server_id}/sync"
+
+    @property
+    def discovery_configs(self) -> str:
+        """Return the filter matching every device-discovery config."""
+        return f"{self.discovery_prefix}/device/+/config"
+
     def ecu_state(self, ecu_id: str) -> str:
         """Return the ECU's state topic."""
         return f"{self.prefix}/{ecu_id}/state"
