@@ -30,7 +30,8 @@ from mqtt_broker import (
     subscriber,
     watch_log,
 )
-from records import ECU_ID, inverter, raw_inverter
+from records import CAPTURE, ECU_ID, inverter, raw_inverter
+from stand_ins import FakeEcu
 
 from ecu_proxy.hub import Hub
 from ecu_proxy.mqtt.publisher import MqttPublisher, MqttState
@@ -604,3 +605,40 @@ async def test_devices_lost_across_a_restart_are_withdrawn(
     assert discovery_topic(QS1) not in fresh.latest
     assert state_topic(ECU_ID, QS1) not in fresh.latest
     assert json.loads(fresh.text(other) or "") == foreign  # not ours: left alone
+
+
+async def test_relay_and_state_carry_on_while_the_broker_is_away(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "late"
+    folder.mkdir()
+    broker = Mosquitto(
+        folder, port=free_port(), auth_port=free_port(), tls_port=free_port()
+    )
+    options = mqtt_options(
+        broker.port,
+        listen="127.0.0.1",
+        ports=(free_port(),),
+        api_host="127.0.0.1",
+        api_port=0,
+        data_dir=tmp_path / "data",
+        mode=Mode.CLOUDLESS,
+    )
+    service = Service(options)
+    await service.start()
+    try:
+        ecu = await FakeEcu.connect(service.relay_ports[options.ports[0]], "127.0.0.1")
+        await ecu.send(CAPTURE)
+        # The ECU is answered and the state updated with no broker at all.
+        assert await ecu.read_exactly(17) == b"10120240206112214"
+        await ecu.close()
+        assert service.hub.state.ecus[ECU_ID].last_seen is not None
+        assert not service.mqtt.connected.is_set()
+        await asyncio.to_thread(broker.start)
+        async with subscriber(broker.port) as (_client, received):
+            await received.wait_for(
+                lambda: received.text(state_topic(ECU_ID, YC600)) is not None
+            )
+    finally:
+        await service.stop()
+        broker.stop()
