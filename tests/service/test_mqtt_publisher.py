@@ -642,3 +642,19 @@ async def test_relay_and_state_carry_on_while_the_broker_is_away(
     finally:
         await service.stop()
         broker.stop()
+
+
+async def test_missing_ca_file_is_reported_and_retried(
+    tmp_path: Path, hub: Hub, broker: Mosquitto
+) -> None:
+    missing = tmp_path / "nowhere" / "ca.pem"
+    options = mqtt_options(broker.tls_port, mqtt_tls=True, mqtt_ca_file=missing)
+    pub = MqttPublisher(hub, options, min_delay=0.05, max_delay=0.1)
+    with watch_log("ecu_proxy.mqtt", "still failing") as retries:
+        pub.start()
+        try:
+            await retries.wait_count(2)  # the task keeps going after the error
+        finally:
+            await pub.stop()
+    assert pub.status.state is MqttState.DISCONNECTED
+    assert f"cannot use mqtt_ca_file {missing}" in (pub.status.error or "")

@@ -46,11 +46,18 @@ class MqttSettings:
         return f"{self.host}:{self.port}"
 
     def tls_context(self) -> ssl.SSLContext | None:
-        """Return the TLS context (the CA file, else the system CAs), or None."""
+        """Return the TLS context (the CA file, else the system CAs), or None.
+
+        Raise OSError naming the CA file when it cannot be read.
+        """
         if not self.tls:
             return None
-        cafile = str(self.ca_file) if self.ca_file is not None else None
-        return ssl.create_default_context(cafile=cafile)
+        if self.ca_file is None:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as err:
+            raise OSError(f"cannot use mqtt_ca_file {self.ca_file}: {err}") from None
 
 
 def resolve_settings(

@@ -272,7 +272,10 @@ class MqttPublisher:
         while True:
             item = await sub.get()
             if isinstance(item, Event):
-                self._on_event(item)
+                try:
+                    self._on_event(item)
+                except Exception:  # one odd event must not end MQTT output
+                    _LOGGER.exception("Could not handle event %s for MQTT", item.name)
             if sub.closed:  # overflowed: the snapshot covers what was lost
                 return
 
@@ -313,9 +316,12 @@ class MqttPublisher:
         while True:
             try:
                 await self._session()
-            except aiomqtt.MqttError as err:
+            except (aiomqtt.MqttError, OSError) as err:
                 if self._connected.is_set():
                     attempt = 0
+                self._connection_lost(err)
+            except Exception as err:  # keep retrying whatever went wrong
+                _LOGGER.exception("MQTT output failed")
                 self._connection_lost(err)
             finally:
                 self._connected.clear()
@@ -382,8 +388,8 @@ class MqttPublisher:
             _LOGGER.info("Connected to the MQTT broker %s", settings.broker)
         self._last_problem = None
 
-    def _connection_lost(self, err: aiomqtt.MqttError) -> None:
-        auth = _is_auth_error(err)
+    def _connection_lost(self, err: Exception) -> None:
+        auth = isinstance(err, aiomqtt.MqttError) and _is_auth_error(err)
         self.status.state = MqttState.AUTH_FAILED if auth else MqttState.DISCONNECTED
         problem = str(err) or type(err).__name__
         self.status.error = problem
