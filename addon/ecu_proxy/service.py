@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+# Asking the Supervisor for the MQTT broker again: from 5 s doubling to 5 min.
+MQTT_LOOKUP_DELAY = 5.0
+MQTT_LOOKUP_MAX_DELAY = 300.0
+
 
 class Service:
     """The running proxy: start it, let it run, stop it."""
@@ -98,14 +102,24 @@ class Service:
             self._spawn(self._start_mqtt(supervisor))
 
     async def _start_mqtt(self, supervisor: SupervisorClient | None) -> None:
-        """Start MQTT output; "auto" asks the Supervisor for its broker first."""
-        service = None
-        if supervisor is not None and self.options.mqtt_host == MQTT_AUTO:
+        """Start MQTT output; "auto" asks the Supervisor for its broker first.
+
+        The broker app may start after this one: keep asking, less and less often.
+        """
+        delay = MQTT_LOOKUP_DELAY
+        while supervisor is not None and self.options.mqtt_host == MQTT_AUTO:
             try:
                 service = await supervisor.mqtt_service()
             except SupervisorError as err:
-                _LOGGER.error("Could not ask the Supervisor for MQTT: %s", err)
-        self.mqtt.start(service)
+                _LOGGER.warning("Could not ask the Supervisor for MQTT: %s", err)
+                service = None
+            if service is not None:
+                self.mqtt.start(service)
+                return
+            self.mqtt.start(None)  # reports "not_configured" and why
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MQTT_LOOKUP_MAX_DELAY)
+        self.mqtt.start()
 
     async def _supervisor_tasks(self, supervisor: SupervisorClient) -> None:
         """Install the bundled integration, then post discovery (add-on only)."""

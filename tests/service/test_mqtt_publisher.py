@@ -658,3 +658,52 @@ async def test_missing_ca_file_is_reported_and_retried(
             await pub.stop()
     assert pub.status.state is MqttState.DISCONNECTED
     assert f"cannot use mqtt_ca_file {missing}" in (pub.status.error or "")
+
+
+async def test_auto_waits_for_the_broker_app_to_appear(
+    tmp_path: Path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked_again = asyncio.Event()  # the first answer was handled by then
+    asks = 0
+    offered = False
+
+    async def services_mqtt(_request: web.Request) -> web.Response:
+        nonlocal asks
+        asks += 1
+        if asks >= 2:
+            asked_again.set()
+        if not offered:  # the Mosquitto app is not running yet
+            return web.json_response({"result": "error"}, status=400)
+        data = {"host": "127.0.0.1", "port": broker.port, "ssl": False}
+        return web.json_response({"result": "ok", "data": data})
+
+    app = web.Application()
+    app.router.add_get("/services/mqtt", services_mqtt)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    monkeypatch.setenv("SUPERVISOR_TOKEN", "supervisor-token")
+    monkeypatch.setenv("SUPERVISOR_URL", f"http://127.0.0.1:{runner.addresses[0][1]}")
+    monkeypatch.setattr("ecu_proxy.service.MQTT_LOOKUP_DELAY", 0.05)
+    options = Options(
+        mqtt_enabled=True,
+        listen="127.0.0.1",
+        ports=(free_port(),),
+        api_host="127.0.0.1",
+        api_port=0,
+        data_dir=tmp_path,
+        mode=Mode.CLOUDLESS,
+        install_integration=False,
+    )
+    service = Service(options)
+    await service.start()
+    try:
+        await asked_again.wait()
+        assert service.mqtt.status.state is MqttState.NOT_CONFIGURED
+        assert "Mosquitto" in (service.mqtt.status.error or "")
+        offered = True
+        async with asyncio.timeout(20):
+            await service.mqtt.connected.wait()
+    finally:
+        await service.stop()
+        await runner.cleanup()

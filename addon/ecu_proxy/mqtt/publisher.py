@@ -217,16 +217,21 @@ class MqttPublisher:
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self, service: BrokerService | None = None) -> None:
-        """Resolve the broker (``service`` for "auto") and start publishing."""
-        if not self._options.mqtt_enabled:
+        """Resolve the broker (``service`` for "auto") and start publishing.
+
+        Without a usable broker the status says why; calling again later with a
+        broker starts it then.
+        """
+        if not self._options.mqtt_enabled or self._tasks:
             return
         try:
             settings = resolve_settings(self._options, self._hub.server_id, service)
         except OptionsError as err:
+            if self.status.error != str(err):
+                _LOGGER.error("MQTT output is off for now: %s", err)
             self.status.state = MqttState.NOT_CONFIGURED
             self.status.discovery = False
             self.status.error = str(err)
-            _LOGGER.error("MQTT output stays off: %s", err)
             return
         self.settings = settings
         self.topics = Topics(
