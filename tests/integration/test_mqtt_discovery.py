@@ -8,11 +8,17 @@ show the same devices.
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
-from homeassistant.const import EVENT_STATE_CHANGED, STATE_ON
+from homeassistant.const import (
+    EVENT_STATE_CHANGED,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+)
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -82,9 +88,8 @@ async def wait_until(
         unsub()
 
 
-async def test_discovery_creates_the_entities_with_values(
-    hass: HomeAssistant, broker: Mosquitto, hub: Hub
-) -> None:
+async def setup_mqtt(hass: HomeAssistant, broker: Mosquitto) -> MockConfigEntry:
+    """Set up Home Assistant's real MQTT integration against the broker."""
     mqtt_entry = MockConfigEntry(
         domain="mqtt",
         data={"broker": "127.0.0.1", "port": broker.port},
@@ -96,6 +101,20 @@ async def test_discovery_creates_the_entities_with_values(
     with patch("homeassistant.config.load_yaml_config_file", return_value={}):
         assert await hass.config_entries.async_setup(mqtt_entry.entry_id)
         await hass.async_block_till_done()
+    return mqtt_entry
+
+
+def state_of(hass: HomeAssistant, platform: str, unique_id: str) -> str | None:
+    """Return the state of the MQTT entity with this unique id, if it exists."""
+    found = er.async_get(hass).async_get_entity_id(platform, "mqtt", unique_id)
+    state = hass.states.get(found) if found else None
+    return state.state if state else None
+
+
+async def test_discovery_creates_the_entities_with_values(
+    hass: HomeAssistant, broker: Mosquitto, hub: Hub
+) -> None:
+    mqtt_entry = await setup_mqtt(hass, broker)
 
     publisher = MqttPublisher(
         hub, Options(mqtt_enabled=True, mqtt_host="127.0.0.1", mqtt_port=broker.port)
@@ -115,12 +134,6 @@ async def test_discovery_creates_the_entities_with_values(
         def entity_id(platform: str, unique_id: str) -> str | None:
             return entities.async_get_entity_id(platform, "mqtt", unique_id)
 
-        def state_of(platform: str, unique_id: str) -> str | None:
-            if (found := entity_id(platform, unique_id)) is None:
-                return None
-            state = hass.states.get(found)
-            return state.state if state else None
-
         ecu = hub.snapshot()["ecus"][ECU_ID]
         yc600, qs1 = ecu["inverters"][YC600], ecu["inverters"][QS1]
         wanted = {
@@ -137,7 +150,7 @@ async def test_discovery_creates_the_entities_with_values(
         }
         await wait_until(
             hass,
-            lambda: all(state_of(*key) == value for key, value in wanted.items()),
+            lambda: all(state_of(hass, *key) == value for key, value in wanted.items()),
         )
     finally:
         await publisher.stop()
@@ -162,6 +175,43 @@ async def test_discovery_creates_the_entities_with_values(
     assert ecu_device.name == f"ECU-R {ECU_ID}"
     assert yc600_device.name == f"YC600 {YC600}"
     assert yc600_device.via_device_id == ecu_device.id
+
+
+async def test_entities_follow_the_integrations_night_rules(
+    hass: HomeAssistant, broker: Mosquitto, hub: Hub
+) -> None:
+    mqtt_entry = await setup_mqtt(hass, broker)
+    # A short "no data" timeout stands in for the night's 15 minutes.
+    publisher = MqttPublisher(
+        hub,
+        Options(mqtt_enabled=True, mqtt_host="127.0.0.1", mqtt_port=broker.port),
+        stale_after=timedelta(seconds=2),
+    )
+    publisher.start()
+    try:
+        hub.frame_received(data_record(inverter("07", YC600), at=dt_util.utcnow()))
+        reported = hub.snapshot()["ecus"][ECU_ID]["inverters"][YC600]
+        day = {
+            ("sensor", f"mqtt_{YC600}_power"): str(reported["power_w"]),
+            ("binary_sensor", f"mqtt_{YC600}_online"): STATE_ON,
+        }
+        await wait_until(
+            hass, lambda: all(state_of(hass, *k) == v for k, v in day.items())
+        )
+        # No more records: once stale, the integration's rules apply.
+        night = {
+            ("sensor", f"mqtt_{YC600}_power"): "0",
+            ("sensor", f"mqtt_{YC600}_frequency"): STATE_UNAVAILABLE,
+            ("sensor", f"mqtt_{YC600}_channel_voltage_1"): STATE_UNAVAILABLE,
+            ("sensor", f"mqtt_{YC600}_energy"): str(reported["energy_total_kwh"]),
+            ("binary_sensor", f"mqtt_{YC600}_online"): STATE_OFF,
+        }
+        await wait_until(
+            hass, lambda: all(state_of(hass, *k) == v for k, v in night.items())
+        )
+    finally:
+        await publisher.stop()
+        assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
 
 
 @pytest.mark.parametrize("mqtt_discovery", [True, False])
