@@ -331,7 +331,10 @@ async def test_broker_restart_mid_stream_loses_nothing(
     try:
         hub.frame_received(record(inverter("07", YC600), minute=0))
         await pub.connected.wait()
-        broker.stop()
+        with watch_log("ecu_proxy.mqtt", "reconnecting with backoff") as lost:
+            broker.stop()
+            await lost.wait_count(1)  # noticed while idle, nothing to send
+        assert not pub.connected.is_set()
         # Records keep coming while the broker is away; the hub takes them all.
         for minute in (5, 10, 15):
             hub.frame_received(record(inverter("07", YC600), minute=minute))

@@ -365,13 +365,7 @@ class MqttPublisher:
                     await self._start_sweep(client, topics)
                 self._connection_made(settings)
                 self._resend_all(forget_discovery=True)
-                listener = asyncio.create_task(self._listen(client, topics))
-                try:
-                    await self._send(client)
-                finally:
-                    listener.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await listener
+                await self._serve(client, topics)
             except asyncio.CancelledError:
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     await client.publish(
@@ -382,6 +376,27 @@ class MqttPublisher:
                         timeout=2.0,
                     )
                 raise
+
+    async def _serve(self, client: aiomqtt.Client, topics: Topics) -> None:
+        """Send and listen until either fails; the listener notices a lost broker.
+
+        Raise the failure (MqttError when the connection ends), so ``_run``
+        reconnects even when there was nothing to send.
+        """
+        tasks = (
+            asyncio.create_task(self._send(client), name="mqtt-send"),
+            asyncio.create_task(self._listen(client, topics), name="mqtt-listen"),
+        )
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        raise aiomqtt.MqttError("the connection to the broker ended")
 
     def _connection_made(self, settings: MqttSettings) -> None:
         self._connected.set()
