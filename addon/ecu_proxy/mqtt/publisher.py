@@ -161,6 +161,21 @@ def _ecu_message(
     return Message(topics.ecu_state(ecu["ecu_id"]), _dumps(body), settings.retain)
 
 
+def _read_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark the client's disconnect error as seen.
+
+    aiomqtt leaves it unread when a call other than publish or message iteration
+    (an unsubscribe) fails first; asyncio would then log it as never retrieved.
+    """
+    disconnected = getattr(client, "_disconnected", None)
+    if (
+        isinstance(disconnected, asyncio.Future)
+        and disconnected.done()
+        and not disconnected.cancelled()
+    ):
+        disconnected.exception()
+
+
 def _is_auth_error(err: aiomqtt.MqttError) -> bool:
     code = getattr(err, "rc", None)
     if isinstance(code, ReasonCode):
@@ -393,6 +408,7 @@ class MqttPublisher:
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
+            _read_disconnect_error(client)
         for result in results:
             if isinstance(result, Exception):
                 raise result
