@@ -185,7 +185,7 @@ async def test_entities_follow_the_integrations_night_rules(
     publisher = MqttPublisher(
         hub,
         Options(mqtt_enabled=True, mqtt_host="127.0.0.1", mqtt_port=broker.port),
-        stale_after=timedelta(seconds=2),
+        stale_after=timedelta(seconds=6),  # room for a slow start
     )
     publisher.start()
     try:
