@@ -322,7 +322,7 @@ async def run(args: argparse.Namespace) -> None:
             ports["mqtt"], broker_port, backlog, index, args.latency, args.pace
         )
     finally:
-        for proc in procs:
+        for proc in reversed(procs):  # the broker last
             proc.kill()
             proc.wait()
     median = {mode: statistics.median(rates[mode]) for mode in MODES}

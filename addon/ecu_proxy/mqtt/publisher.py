@@ -53,9 +53,10 @@ PUBLISH_TIMEOUT = 10.0
 KEEPALIVE = 30
 MIN_DELAY = 1.0
 MAX_DELAY = 60.0
-# Seconds between two publishes of one ECU. An ECU uploads every 5 minutes, but
-# after an outage it sends its backlog back to back: those records coalesce into
-# one publish per interval, so MQTT's share of the event loop stays small.
+# Seconds between two publishes of one ECU (its records or upload results). An
+# ECU uploads every 5 minutes, but after an outage it sends its backlog back to
+# back: those coalesce into one publish per interval, so MQTT's share of the event
+# loop stays small.
 MIN_INTERVAL = 1.0
 # MQTT 3.1.1 CONNACK codes 4/5 and MQTT 5 reason codes 134/135.
 _AUTH_CODES = frozenset({4, 5, 134, 135})
@@ -543,11 +544,9 @@ class MqttPublisher:
         if self._deadlines:
             due = min(self._deadlines.values())
             timeouts.append((due - self._clock()).total_seconds())
-        if self._dirty:  # held back by MIN_INTERVAL
+        if held := self._dirty | self._dirty_body:  # held back by MIN_INTERVAL
             loop_now = asyncio.get_running_loop().time()
-            timeouts.append(
-                min(self._not_before.get(e, 0.0) for e in self._dirty) - loop_now
-            )
+            timeouts.append(min(self._not_before.get(e, 0.0) for e in held) - loop_now)
         timeout = max(0.0, min(timeouts)) if timeouts else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -572,6 +571,7 @@ class MqttPublisher:
         self._dirty -= due
         now = self._clock()
         owners = self._owners()
+        self._dirty_body -= due  # the full render sends the ECU's topic too
         for ecu_id in sorted(due):
             self._not_before[ecu_id] = loop_now + self._min_interval
             if (ecu := self._ecus.get(ecu_id)) is not None:
@@ -584,8 +584,12 @@ class MqttPublisher:
         topics, settings = self.topics, self.settings
         assert topics is not None
         assert settings is not None
-        bodies, self._dirty_body = self._dirty_body, set()
-        for ecu_id in bodies:
+        loop_now = asyncio.get_running_loop().time()
+        for ecu_id in list(self._dirty_body):
+            if self._not_before.get(ecu_id, 0.0) > loop_now:
+                continue  # held back by MIN_INTERVAL like a record
+            self._dirty_body.discard(ecu_id)
+            self._not_before[ecu_id] = loop_now + self._min_interval
             if (ecu := self._ecus.get(ecu_id)) is not None:
                 self._outbox.put(_ecu_message(topics, settings, ecu))
 
