@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from .hub import Hub
     from .models import RelayCounters
+    from .mqtt import MqttStatus
     from .options import Options
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ApiServer:
         options: Options,
         *,
         counters: Callable[[], RelayCounters],
+        mqtt: MqttStatus | None = None,
         client_queue: int = CLIENT_QUEUE,
         close_timeout: float = CLOSE_TIMEOUT_S,
         client_bytes: int = CLIENT_QUEUE_BYTES,
@@ -120,6 +122,7 @@ class ApiServer:
         self._options = options
         self._counters = counters
         self._selfcheck = SelfCheck(hub, options, counters)
+        self._mqtt = mqtt
         self._client_queue = client_queue
         self._close_timeout = close_timeout
         self._client_bytes = client_bytes
@@ -312,6 +315,8 @@ class ApiServer:
         # Opt-in: it looks names up; it names ECUs and addresses, so token only.
         if "selfcheck" in request.query and self._authorized(request):
             body["selfcheck"] = (await self._selfcheck.report()).as_dict()
+        if self._mqtt is not None:
+            body["mqtt"] = self._mqtt.as_dict()  # MQTT trouble never degrades health
         return web.json_response(body, status=200 if healthy else 503)
 
     # --- WebSocket ---------------------------------------------------------------
@@ -342,6 +347,11 @@ class ApiServer:
                 "schema_version": SCHEMA_VERSION,
                 "min_schema_version": MIN_SCHEMA_VERSION,
                 "requires_auth": not client.authenticated,
+                **(
+                    {"mqtt_discovery": self._mqtt.discovery}
+                    if self._mqtt is not None
+                    else {}
+                ),
             },
         )
         try:

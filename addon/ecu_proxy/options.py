@@ -18,6 +18,12 @@ DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
 DEFAULT_PORTS = (8995, 8996, 8997)
 DEFAULT_API_PORT = 8990
 DEFAULT_RESOLVERS = ("1.1.1.1", "9.9.9.9", "8.8.8.8")
+MQTT_AUTO = "auto"
+DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTT_TOPIC_PREFIX = "apsystems_ecu_proxy"
+DEFAULT_MQTT_DISCOVERY_PREFIX = "homeassistant"
+# A topic prefix: one or more levels without wildcards, no leading or trailing "/".
+_TOPIC_PREFIX = re.compile(r"^[^/#+\s]+(/[^/#+\s]+)*$")
 LOG_LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
@@ -68,6 +74,20 @@ class Options:
     def guard(self) -> GuardSettings:
         """Return the settings of the EMA command guard."""
         return GuardSettings(self.ema_command_guard, self.blocked_actions)
+
+    # MQTT output (ecu_proxy.mqtt); "auto" takes the broker from the Supervisor.
+    mqtt_enabled: bool = False
+    mqtt_host: str = MQTT_AUTO
+    mqtt_port: int = DEFAULT_MQTT_PORT
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str | None = None
+    mqtt_topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX
+    mqtt_retain: bool = True
+    mqtt_discovery: bool = True
+    mqtt_discovery_prefix: str = DEFAULT_MQTT_DISCOVERY_PREFIX
 
     @property
     def all_ports(self) -> tuple[int, ...]:
@@ -125,7 +145,23 @@ class Options:
             )
         if self.max_connections_per_address < 1:
             raise OptionsError("max_connections_per_address must be at least 1")
+        self._validate_mqtt()
         return self
+
+    def _validate_mqtt(self) -> None:
+        """Raise OptionsError for an unusable MQTT option (checked even when off)."""
+        if self.mqtt_host != MQTT_AUTO and not _is_host(self.mqtt_host):
+            raise OptionsError(
+                f"mqtt_host {self.mqtt_host!r} is not a host name, an IP or auto"
+            )
+        if not 1 <= self.mqtt_port <= 65535:
+            raise OptionsError(f"mqtt_port {self.mqtt_port} is outside 1-65535")
+        for name in ("mqtt_topic_prefix", "mqtt_discovery_prefix"):
+            if not _TOPIC_PREFIX.match(getattr(self, name)):
+                raise OptionsError(
+                    f"{name} must be topic levels without +, # or spaces, "
+                    "and no leading or trailing /"
+                )
 
     def replace(self, **changes: Any) -> Options:
         """Return a copy with some fields changed."""
@@ -149,6 +185,18 @@ _ADDON_KEYS: dict[str, str] = {
     "ema_command_guard": "ema_command_guard",
     "blocked_actions": "blocked_actions",
     "max_connections_per_address": "max_connections_per_address",
+    "mqtt_enabled": "mqtt_enabled",
+    "mqtt_host": "mqtt_host",
+    "mqtt_port": "mqtt_port",
+    "mqtt_username": "mqtt_username",
+    "mqtt_password": "mqtt_password",
+    "mqtt_tls": "mqtt_tls",
+    "mqtt_ca_file": "mqtt_ca_file",
+    "mqtt_client_id": "mqtt_client_id",
+    "mqtt_topic_prefix": "mqtt_topic_prefix",
+    "mqtt_retain": "mqtt_retain",
+    "mqtt_discovery": "mqtt_discovery",
+    "mqtt_discovery_prefix": "mqtt_discovery_prefix",
 }
 
 
@@ -193,14 +241,25 @@ def _coerce(name: str, value: Any) -> Any:
                 return tuple(str(v).strip() for v in (value or ()) if str(v).strip())
             case "api_token":
                 return str(value) if value else None
-            case "capture_frames" | "install_integration":
+            case (
+                "capture_frames"
+                | "install_integration"
+                | "mqtt_enabled"
+                | "mqtt_tls"
+                | "mqtt_retain"
+                | "mqtt_discovery"
+            ):
                 if not isinstance(value, bool):
                     raise TypeError("expected true or false")
                 return value
             case "idle_timeout":
                 return float(value)
-            case "max_connections" | "max_connections_per_address":
+            case "max_connections" | "max_connections_per_address" | "mqtt_port":
                 return int(value)
+            case "mqtt_username" | "mqtt_password" | "mqtt_client_id":
+                return str(value) if value else None
+            case "mqtt_ca_file":
+                return Path(str(value)) if value else None
             case _:
                 return str(value)
     except (TypeError, ValueError) as err:

@@ -18,11 +18,13 @@ from .fdlimit import raise_open_files_limit
 from .hub import Hub
 from .identity import load_or_create_server_id
 from .integration_install import bundle_path, config_dir, install_integration
-from .options import Mode, Options
+from .mqtt import MqttPublisher
+from .options import MQTT_AUTO, Mode, Options
 from .relay import Relay
 from .supervisor import (
     DiscoveryInfo,
     SupervisorClient,
+    SupervisorError,
     announce,
     api_health_probe,
     notify_restart_needed,
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from .models import RelayCounters
 
 _LOGGER = logging.getLogger(__name__)
+
+# Asking the Supervisor for the MQTT broker again: from 5 s doubling to 5 min.
+MQTT_LOOKUP_DELAY = 5.0
+MQTT_LOOKUP_MAX_DELAY = 300.0
 
 
 class Service:
@@ -75,7 +81,10 @@ class Service:
             guard=self.hub.guard,
             ledger=self.hub,
         )
-        self.api = ApiServer(self.hub, options, counters=self._counters)
+        self.mqtt = MqttPublisher(self.hub, options)
+        self.api = ApiServer(
+            self.hub, options, counters=self._counters, mqtt=self.mqtt.status
+        )
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -109,6 +118,28 @@ class Service:
         supervisor = supervisor_from_env(self._session)
         if supervisor is not None:
             self._spawn(self._supervisor_tasks(supervisor))
+        if self.options.mqtt_enabled:
+            self._spawn(self._start_mqtt(supervisor))
+
+    async def _start_mqtt(self, supervisor: SupervisorClient | None) -> None:
+        """Start MQTT output; "auto" asks the Supervisor for its broker first.
+
+        The broker app may start after this one: keep asking, less and less often.
+        """
+        delay = MQTT_LOOKUP_DELAY
+        while supervisor is not None and self.options.mqtt_host == MQTT_AUTO:
+            try:
+                service = await supervisor.mqtt_service()
+            except SupervisorError as err:
+                _LOGGER.warning("Could not ask the Supervisor for MQTT: %s", err)
+                service = None
+            if service is not None:
+                self.mqtt.start(service)
+                return
+            self.mqtt.start(None)  # reports "not_configured" and why
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MQTT_LOOKUP_MAX_DELAY)
+        self.mqtt.start()
 
     async def _supervisor_tasks(self, supervisor: SupervisorClient) -> None:
         """Install the bundled integration, then post discovery (add-on only)."""
@@ -144,6 +175,7 @@ class Service:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.mqtt.stop()
         await self.relay.stop()
         # Save before closing API clients: a stalled client may delay that part.
         saved = await self.hub.stop()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from .mqtt.config import BrokerService
 from .options import DEFAULT_API_PORT
 
 if TYPE_CHECKING:
@@ -78,6 +79,36 @@ class SupervisorClient:
             "/discovery",
             {"service": DISCOVERY_SERVICE, "config": info.as_config()},
             secrets=(info.token,),
+        )
+
+    async def mqtt_service(self) -> BrokerService | None:
+        """Return the broker of the Supervisor's MQTT service, None if none is set up.
+
+        Raise SupervisorError when the Supervisor cannot be asked.
+        """
+        url = f"{self._base_url}/services/mqtt"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with self._session.get(
+                url, headers=headers, timeout=_REQUEST_TIMEOUT
+            ) as response:
+                if response.status >= 400:
+                    # 400: no add-on provides the service (Mosquitto not installed).
+                    _LOGGER.debug("No MQTT service: HTTP %s", response.status)
+                    return None
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            text = _redact(str(err) or type(err).__name__, (self._token,))
+            raise SupervisorError(f"GET /services/mqtt failed: {text}") from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or not data.get("host"):
+            return None
+        return BrokerService(
+            host=str(data["host"]),
+            port=int(data.get("port") or 1883),
+            username=str(data["username"]) if data.get("username") else None,
+            password=str(data["password"]) if data.get("password") else None,
+            ssl=data.get("ssl") is True,
         )
 
     async def notify(self, title: str, message: str, notification_id: str) -> None:

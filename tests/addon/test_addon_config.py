@@ -127,6 +127,10 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             isinstance(v, list) and all(isinstance(s, str) and s for s in v)
         ),
         "ports": _ports_ok,
+        "services": lambda v: (
+            isinstance(v, list)
+            and all(re.match(r"^(mqtt|mysql):(provide|want|need)$", s) for s in v)
+        ),
         "ports_description": lambda v: isinstance(v, dict),
         "map": _map_ok,
         "options": lambda v: isinstance(v, dict),
@@ -346,7 +350,10 @@ def test_extra_ports_can_only_name_declared_ports(config: dict[str, Any]) -> Non
 
 
 def test_config_folder_is_writable_for_the_installer(config: dict[str, Any]) -> None:
-    assert config["map"] == [{"type": "homeassistant_config", "read_only": False}]
+    assert config["map"] == [
+        {"type": "homeassistant_config", "read_only": False},
+        {"type": "ssl", "read_only": True},  # a CA file for MQTT over TLS
+    ]
     # Notifications go through the Core API proxy, which needs this flag.
     assert config["homeassistant_api"] is True
 

@@ -38,6 +38,7 @@ class FakeService:
         self.listening: set[web.WebSocketResponse] = set()
         self.sockets: set[web.WebSocketResponse] = set()
         self.start_listening_fails = False
+        self.server_info_extra: dict[str, Any] = {}  # more greeting fields
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -140,6 +141,7 @@ class FakeService:
                 "schema_version": self.schema_version,
                 "min_schema_version": self.min_schema_version,
                 "requires_auth": self.token is not None,
+                **self.server_info_extra,
             }
         )
         authed = self.token is None

@@ -21,6 +21,8 @@ from .exceptions import IncompatibleSchema
 if TYPE_CHECKING:
     from .coordinator import EmaProxyCoordinator
 
+ISSUE_MQTT_DISCOVERY_DUPLICATES = "mqtt_discovery_duplicates"
+
 
 @callback
 def async_raise_incompatible_schema(
@@ -76,6 +78,8 @@ def async_update_state_issues(
     else:
         ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_ECU_DATA}_{entry_id}")
 
+    _async_update_mqtt_duplicates(hass, coordinator)
+
     wanted: set[str] = set()
     for ecu in coordinator.state.ecus.values():
         for inverter in ecu.inverters.values():
@@ -103,9 +107,30 @@ def async_update_state_issues(
 
 
 @callback
+def _async_update_mqtt_duplicates(
+    hass: HomeAssistant, coordinator: "EmaProxyCoordinator"
+) -> None:
+    """Warn while the service also announces its entities through MQTT discovery."""
+    issue_id = f"{ISSUE_MQTT_DISCOVERY_DUPLICATES}_{coordinator.entry.entry_id}"
+    info = coordinator.client.server_info
+    if info is None or not info.mqtt_discovery:
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_MQTT_DISCOVERY_DUPLICATES,
+    )
+
+
+@callback
 def async_clear_all(hass: HomeAssistant, entry_id: str) -> None:
     """Remove every issue of an entry that is being removed."""
     ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_ECU_DATA}_{entry_id}")
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_MQTT_DISCOVERY_DUPLICATES}_{entry_id}")
     ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_INCOMPATIBLE_SCHEMA}_{entry_id}")
     ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_EMA_COMMAND_GUARD_OFF}_{entry_id}")
     for issue_id in _unknown_inverter_issues(hass, entry_id):

@@ -29,6 +29,7 @@ class ServerInfoDataType(TypedDict):
     schema_version: int
     min_schema_version: int
     requires_auth: bool
+    mqtt_discovery: NotRequired[bool]
 
 
 class UpstreamDataType(TypedDict):
@@ -205,6 +206,8 @@ class ServerInfo:
     schema_version: int
     min_schema_version: int
     requires_auth: bool
+    # The service also announces these entities through MQTT discovery.
+    mqtt_discovery: bool = False
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> ServerInfo:
@@ -218,6 +221,7 @@ class ServerInfo:
             schema_version=schema,
             min_schema_version=_int(data.get("min_schema_version")) or schema,
             requires_auth=data.get("requires_auth") is True,
+            mqtt_discovery=data.get("mqtt_discovery") is True,
         )
 
 

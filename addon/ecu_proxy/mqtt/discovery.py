@@ -1,0 +1,358 @@
+"""Home Assistant device-based discovery payloads, one per ECU and inverter.
+
+The entities mirror the integration's sensors (sensor.py and binary_sensor.py of
+``apsystems_ema_proxy``): the same names, device classes, state classes, units,
+entity categories and unique ids, the latter prefixed with ``mqtt_`` so both can
+exist side by side. The table below is kept by hand because the service must not
+import Home Assistant; tests compare it with the integration.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .availability import STALE_AFTER
+from .topics import OFFLINE, ONLINE
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from .topics import Topics
+
+UNIQUE_ID_PREFIX = "mqtt_"
+MANUFACTURER = "APsystems"
+ORIGIN_NAME = "APsystems ECU Proxy"
+PROJECT_URL = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
+EMA_URL = "https://www.apsystemsema.com"
+
+
+class WhenStale(enum.Enum):
+    """What an entity shows once its ECU or inverter sent nothing for too long."""
+
+    KEEP = enum.auto()  # last value (energy counters, timestamps)
+    ZERO = enum.auto()  # 0 (power: the panels produce nothing at night)
+    UNAVAILABLE = enum.auto()  # unavailable (voltage, current, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySpec:
+    """One entity of the integration, as MQTT discovery describes it."""
+
+    key: str
+    name: str
+    path: str  # where the value is in the device's state payload (Jinja)
+    platform: str = "sensor"
+    device_class: str | None = None
+    state_class: str | None = None
+    unit: str | None = None
+    precision: int | None = None
+    entity_category: str | None = None
+    enabled_by_default: bool = True
+    icon: str | None = None
+    when_stale: WhenStale = WhenStale.KEEP
+
+
+ECU_ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec(
+        "power", "Power", "power_w", device_class="power",
+        state_class="measurement", unit="W", precision=0, when_stale=WhenStale.ZERO,
+    ),
+    EntitySpec(
+        "energy_today", "Energy today", "energy_today_kwh", device_class="energy",
+        state_class="total_increasing", unit="kWh", precision=2,
+        icon="mdi:solar-power-variant",
+    ),
+    EntitySpec(
+        "lifetime_energy", "Lifetime energy", "lifetime_energy_kwh",
+        device_class="energy", state_class="total_increasing", unit="kWh",
+        precision=1, icon="mdi:solar-power-variant-outline",
+    ),
+    EntitySpec(
+        "inverters_online", "Inverters online", "inverters_online",
+        state_class="measurement", icon="mdi:counter", when_stale=WhenStale.ZERO,
+    ),
+    EntitySpec(
+        "last_report", "Last report", "last_seen", device_class="timestamp",
+        entity_category="diagnostic", icon="mdi:clock-check-outline",
+    ),
+    EntitySpec(
+        "ema_round_trip", "EMA round-trip time", "upstream.rtt_ms",
+        device_class="duration", state_class="measurement", unit="ms", precision=0,
+        entity_category="diagnostic", enabled_by_default=False,
+        icon="mdi:timer-sand",
+    ),
+    EntitySpec(
+        "ema_upload", "EMA upload", "upstream.result", platform="binary_sensor",
+        device_class="connectivity", entity_category="diagnostic",
+        icon="mdi:cloud-check-outline",
+    ),
+)  # fmt: skip
+
+INVERTER_ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec(
+        "power", "Power", "power_w", device_class="power",
+        state_class="measurement", unit="W", precision=0, when_stale=WhenStale.ZERO,
+    ),
+    EntitySpec(
+        "energy_today", "Energy today", "energy_today_kwh", device_class="energy",
+        state_class="total_increasing", unit="kWh", precision=3,
+        icon="mdi:solar-power-variant",
+    ),
+    EntitySpec(
+        "energy", "Energy", "energy_total_kwh", device_class="energy",
+        state_class="total_increasing", unit="kWh", precision=3,
+    ),
+    EntitySpec(
+        "frequency", "Frequency", "frequency_hz", device_class="frequency",
+        state_class="measurement", unit="Hz", precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+    ),
+    EntitySpec(
+        "temperature", "Temperature", "temperature_c", device_class="temperature",
+        state_class="measurement", unit="°C", precision=0,
+        when_stale=WhenStale.UNAVAILABLE,
+    ),
+)  # fmt: skip
+
+AC_VOLTAGE = EntitySpec(
+    "ac_voltage", "AC voltage", "ac_voltage_v", device_class="voltage",
+    state_class="measurement", unit="V", precision=0,
+    when_stale=WhenStale.UNAVAILABLE,
+)  # fmt: skip
+
+INVERTER_ONLINE = EntitySpec(
+    "online", "Online", "online", platform="binary_sensor",
+    device_class="connectivity", icon="mdi:solar-panel",
+)  # fmt: skip
+
+# Channel entities: ``path`` is the field inside the channel's object.
+CHANNEL_ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec(
+        "channel_power", "Power channel {channel}", "power_w", device_class="power",
+        state_class="measurement", unit="W", precision=0, icon="mdi:solar-panel",
+        when_stale=WhenStale.ZERO,
+    ),
+    EntitySpec(
+        "channel_voltage", "DC voltage channel {channel}", "dc_voltage_v",
+        device_class="voltage", state_class="measurement", unit="V", precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+    ),
+    EntitySpec(
+        "channel_current", "DC current channel {channel}", "dc_current_a",
+        device_class="current", state_class="measurement", unit="A", precision=1,
+        when_stale=WhenStale.UNAVAILABLE,
+    ),
+    EntitySpec(
+        "channel_energy", "Energy channel {channel}", "energy_total_kwh",
+        device_class="energy", state_class="total_increasing", unit="kWh",
+        precision=3,
+    ),
+)  # fmt: skip
+
+
+def phase_voltage(phase: int) -> EntitySpec:
+    """Return the AC voltage entity of one grid phase (1-based)."""
+    return EntitySpec(
+        f"ac_voltage_phase_{phase}",
+        f"AC voltage phase {phase}",
+        f"phase_voltages_v[{phase - 1}]",
+        device_class="voltage",
+        state_class="measurement",
+        unit="V",
+        precision=0,
+        when_stale=WhenStale.UNAVAILABLE,
+    )
+
+
+def ecu_shape(ecu: dict[str, Any]) -> tuple[Any, ...]:
+    """Return everything ``ecu_config`` depends on in an ECU's state."""
+    return (ecu["ecu_id"], ecu.get("model"))
+
+
+def inverter_shape(ecu_id: str, inverter: dict[str, Any]) -> tuple[Any, ...]:
+    """Return everything ``inverter_config`` depends on in an inverter's state.
+
+    Comparing this is far cheaper than building and comparing the config on every
+    record.
+    """
+    phases = inverter.get("phase_voltages_v")
+    return (
+        ecu_id,
+        inverter["id"],
+        inverter.get("family"),
+        inverter.get("type_code"),
+        None if phases is None else len(phases),
+        tuple(c["channel"] for c in inverter.get("channels") or ()),
+    )
+
+
+def _fresh_test(stale_after: timedelta, *, inverter: bool) -> str:
+    """Return a Jinja test of the night/stale rule (see availability.is_fresh)."""
+    seconds = int(stale_after.total_seconds())
+    test = (
+        "value_json.last_seen and (now() - as_datetime(value_json.last_seen))"
+        f".total_seconds() <= {seconds}"
+    )
+    return f"value_json.online and {test}" if inverter else test
+
+
+def _template(spec: EntitySpec, path: str, fresh: str) -> str:
+    """Return the value template of an entity whose value is at ``path``."""
+    if spec.key == "ema_upload":
+        # Unknown before the first upload and in cloudless mode, like the integration.
+        return (
+            "{% set r = value_json.upstream.result %}"
+            "{{ 'None' if r in (none, 'cloudless') "
+            "else ('ON' if r == 'ok' else 'OFF') }}"
+        )
+    if spec.when_stale is WhenStale.ZERO:
+        return f"{{{{ value_json.{path} if {fresh} else 0 }}}}"
+    return f"{{{{ value_json.{path} }}}}"
+
+
+def _component(
+    spec: EntitySpec,
+    unique_id: str,
+    template: str | None,
+    availability: list[dict[str, str]] | None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Return one component of a device discovery payload."""
+    out: dict[str, Any] = {
+        "platform": spec.platform,
+        "unique_id": unique_id,
+        "name": name or spec.name,
+    }
+    if template is not None:
+        out["value_template"] = template
+    optional = {
+        "device_class": spec.device_class,
+        "state_class": spec.state_class,
+        "unit_of_measurement": spec.unit,
+        "suggested_display_precision": spec.precision,
+        "entity_category": spec.entity_category,
+        "icon": spec.icon,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if not spec.enabled_by_default:
+        out["enabled_by_default"] = False
+    if availability is not None:
+        out["availability"] = availability
+        out["availability_mode"] = "all"
+    return out
+
+
+def _origin(version: str) -> dict[str, str]:
+    return {"name": ORIGIN_NAME, "sw_version": version, "support_url": PROJECT_URL}
+
+
+def ecu_config(
+    topics: Topics,
+    ecu: dict[str, Any],
+    version: str,
+    stale_after: timedelta = STALE_AFTER,
+) -> dict[str, Any]:
+    """Return the discovery payload of an ECU (a state dict of /api/state)."""
+    ecu_id: str = ecu["ecu_id"]
+    model = ecu.get("model") or "ECU"
+    fresh = _fresh_test(stale_after, inverter=False)
+    components = {
+        spec.key: _component(
+            spec,
+            f"{UNIQUE_ID_PREFIX}{ecu_id}_{spec.key}",
+            _template(spec, spec.path, fresh),
+            None,
+        )
+        for spec in ECU_ENTITIES
+    }
+    return {
+        "device": {
+            "identifiers": [topics.object_id(ecu_id)],
+            "name": f"{model} {ecu_id}",
+            "manufacturer": MANUFACTURER,
+            "model": model,
+            "serial_number": ecu_id,
+            "configuration_url": EMA_URL,
+        },
+        "origin": _origin(version),
+        "components": components,
+        "state_topic": topics.ecu_state(ecu_id),
+        "availability": [{"topic": topics.service_availability}],
+        "qos": 1,
+    }
+
+
+def inverter_config(
+    topics: Topics,
+    ecu_id: str,
+    inverter: dict[str, Any],
+    version: str,
+    stale_after: timedelta = STALE_AFTER,
+) -> dict[str, Any]:
+    """Return the discovery payload of an inverter reported by ``ecu_id``."""
+    inv_id: str = inverter["id"]
+    unknown = inverter.get("family") == "unknown"
+    family = "Inverter" if unknown else str(inverter.get("family") or "Inverter")
+    service = {"topic": topics.service_availability}
+    own = {"topic": topics.inverter_availability(ecu_id, inv_id)}
+    fresh = _fresh_test(stale_after, inverter=True)
+
+    def uid(key: str) -> str:
+        return f"{UNIQUE_ID_PREFIX}{inv_id}_{key}"
+
+    def add(spec: EntitySpec, key: str, path: str, name: str | None = None) -> None:
+        availability = (
+            [service, own] if spec.when_stale is WhenStale.UNAVAILABLE else None
+        )
+        components[key] = _component(
+            spec, uid(key), _template(spec, path, fresh), availability, name
+        )
+
+    # "Online" follows the availability rule: off at night and when left out.
+    online = _component(INVERTER_ONLINE, uid("online"), None, None)
+    online |= {
+        "state_topic": topics.inverter_availability(ecu_id, inv_id),
+        "payload_on": ONLINE,
+        "payload_off": OFFLINE,
+    }
+    components: dict[str, Any] = {"online": online}
+    if not unknown:
+        # Unknown layout: only the online sensor, as in the integration.
+        for spec in INVERTER_ENTITIES:
+            add(spec, spec.key, spec.path)
+        phases = inverter.get("phase_voltages_v")
+        if phases is not None:
+            for phase in range(1, len(phases) + 1):
+                spec = phase_voltage(phase)
+                add(spec, spec.key, spec.path)
+        else:
+            add(AC_VOLTAGE, AC_VOLTAGE.key, AC_VOLTAGE.path)
+        for index, channel in enumerate(inverter.get("channels") or ()):
+            number = channel["channel"]
+            for spec in CHANNEL_ENTITIES:
+                add(
+                    spec,
+                    f"{spec.key}_{number}",
+                    f"channels[{index}].{spec.path}",
+                    spec.name.format(channel=number),
+                )
+    device: dict[str, Any] = {
+        "identifiers": [topics.object_id(inv_id)],
+        "name": f"{family} {inv_id}",
+        "manufacturer": MANUFACTURER,
+        "model": family,
+        "serial_number": inv_id,
+        "via_device": topics.object_id(ecu_id),
+    }
+    if inverter.get("type_code"):
+        device["model_id"] = inverter["type_code"]
+    return {
+        "device": device,
+        "origin": _origin(version),
+        "components": components,
+        "state_topic": topics.inverter_state(ecu_id, inv_id),
+        "availability": [service],
+        "qos": 1,
+    }
