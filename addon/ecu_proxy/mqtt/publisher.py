@@ -150,6 +150,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Parts of an ECU's /api/state object that its state topic does not carry.
+ECU_TOPIC_LEAVES_OUT = frozenset({"inverters", "commands"})
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -157,8 +161,12 @@ def _dumps(data: Any) -> str:
 def _ecu_message(
     topics: Topics, settings: MqttSettings, ecu: dict[str, Any]
 ) -> Message:
-    """Return the ECU's state message: its state without the inverters."""
-    body = {k: v for k, v in ecu.items() if k != "inverters"}
+    """Return the ECU's state message: its state without inverters and commands.
+
+    Inverters have topics of their own, and EMA commands go out as events on the
+    ECU's ``ema_command`` topic.
+    """
+    body = {k: v for k, v in ecu.items() if k not in ECU_TOPIC_LEAVES_OUT}
     return Message(topics.ecu_state(ecu["ecu_id"]), _dumps(body), settings.retain)
 
 
