@@ -21,6 +21,7 @@ from typing import Any
 from .decoder import format_wire_timestamp as wire_time
 from .decoder import parse_wire_timestamp
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
+from .peaks import EcuPeaks
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -317,6 +318,8 @@ class EcuState:
     # Newer records in a row whose lifetime counter was below ours (see
     # LIFETIME_RESET_RECORDS).
     lifetime_lower_streak: int = 0
+    # Peak power and energy this hour (peaks.py).
+    peaks: EcuPeaks = field(default_factory=EcuPeaks)
 
     @property
     def inverters_online(self) -> int:
@@ -325,6 +328,9 @@ class EcuState:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the state-document form."""
+        return self.peaks.add_to(self._as_dict())
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "ecu_id": self.ecu_id,
             "model": self.model,
@@ -363,6 +369,7 @@ class EcuState:
             ],
             "seen": sorted(self.seen),
             "lifetime_lower_streak": self.lifetime_lower_streak,
+            "peaks": self.peaks.to_persisted(),
         }
 
     @classmethod
@@ -398,6 +405,7 @@ class EcuState:
             seen=set(seen),
             newest=max(seen) if seen else None,
             lifetime_lower_streak=_int(data, "lifetime_lower_streak"),
+            peaks=EcuPeaks.from_persisted(data.get("peaks")),
         )
         return ecu
 
@@ -486,6 +494,7 @@ class LiveState:
             return RecordOutcome(ecu_id, RecordStatus.TOO_OLD)
         late = ecu.newest is not None and stamp < ecu.newest
         added = self._count_energy(ecu, frame, at)
+        ecu.peaks.note_record(frame, at)
         if late:
             self._note_late_lifetime(ecu, frame)
         else:
