@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--fresh",
         action="store_true",
-        help="forget the demo's saved state and server id, start over",
+        help="forget the demo's saved state and server id and start over "
+        "(its energy counters start again from the capture's values)",
     )
     demo.add_argument(
         "--interval",
