@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -53,6 +55,47 @@ def _ports(text: str) -> tuple[int, ...]:
         ) from err
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from err
+    if not value >= 1:
+        # Two records stamped within one second are duplicates to the service.
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {text}")
+    return value
+
+
+def busy_port(host: str, ports: Sequence[int]) -> int | None:
+    """Return the first of ``ports`` that another program listens on, or None."""
+    for port in ports:
+        if port == 0:
+            continue
+        try:
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except OSError:
+            continue  # an unusable host is reported by the bind itself
+        for family, kind, proto, _name, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                # Same options as the real listeners: a port in TIME_WAIT is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(address)
+                except OSError as err:
+                    if err.errno == errno.EADDRINUSE:
+                        return port
+    return None
+
+
+def _port_busy_message(host: str, port: int) -> str:
+    return (
+        f"apsystems-ecu-proxy: port {port} on {host} is already in use "
+        "(is the service or the demo already running?)"
+    )
+
+
 def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="address the relay ports bind to")
     parser.add_argument("--ports", type=_ports, help="relay ports, e.g. 8995,8996,8997")
@@ -88,9 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--api-port", type=int, default=8990)
     demo.add_argument("--ports", type=_ports, default=(8995, 8996, 8997))
-    demo.add_argument("--data-dir", type=Path, help="default: a temporary folder")
     demo.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between simulated uploads"
+        "--data-dir",
+        type=Path,
+        help="default: $XDG_STATE_HOME/apsystems-ecu-proxy/demo "
+        "(~/.local/state/...); a restarted demo continues from it",
+    )
+    demo.add_argument(
+        "--fresh",
+        action="store_true",
+        help="forget the demo's saved state and server id and start over "
+        "(its energy counters start again from the capture's values)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=_interval,
+        default=5.0,
+        help="seconds between simulated uploads (at least 1: ECU time has seconds)",
+    )
+    demo.add_argument(
+        "--day-minutes",
+        type=float,
+        default=60.0,
+        help="minutes of one simulated daylight arc (0: the real sun, dark at night)",
     )
     demo.add_argument("--records", type=int, default=0, help="stop after N (0: never)")
     demo.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
@@ -137,20 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "decode":
             return decode_files(args.files)
         case "demo":
-            from .demo import run_demo  # noqa: PLC0415
-
-            setup_logging(args.log_level)
-            demo = run_demo(
-                api_port=args.api_port,
-                ports=args.ports,
-                data_dir=args.data_dir,
-                interval=args.interval,
-                records=args.records,
-            )
-            try:
-                return asyncio.run(demo)
-            except KeyboardInterrupt:  # Ctrl-C: the demo already stopped cleanly
-                return EXIT_OK
+            return run_demo_command(args)
         case _:
             try:
                 options = options_from_args(args)
@@ -162,7 +212,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_id = load_or_create_server_id(options.data_dir)
                 print(f"options valid; server id {server_id}")
                 return EXIT_OK
+            # Relay ports may fail one by one (the rest still work), but
+            # without its API port the service is useless: say so in one line.
+            if (port := busy_port(options.api_host, [options.api_port])) is not None:
+                print(_port_busy_message(options.api_host, port), file=sys.stderr)
+                return EXIT_USAGE
             return asyncio.run(serve(options))
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Run the demo on loopback; exit 2 at once if one of its ports is taken."""
+    from .demo import default_data_dir, run_demo  # noqa: PLC0415
+
+    setup_logging(args.log_level)
+    if (port := busy_port("127.0.0.1", [args.api_port, *args.ports])) is not None:
+        print(_port_busy_message("127.0.0.1", port), file=sys.stderr)
+        return EXIT_USAGE
+    demo = run_demo(
+        api_port=args.api_port,
+        ports=args.ports,
+        data_dir=args.data_dir or default_data_dir(),
+        interval=args.interval,
+        records=args.records,
+        day_minutes=args.day_minutes,
+        fresh=args.fresh,
+    )
+    try:
+        return asyncio.run(demo)
+    except KeyboardInterrupt:  # Ctrl-C: the demo already stopped cleanly
+        return EXIT_OK
+    except OSError as err:  # a port taken between the check and the bind
+        print(f"apsystems-ecu-proxy: cannot start the demo: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 async def serve(options: Options) -> int:
@@ -176,10 +257,10 @@ async def serve(options: Options) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await service.start()
-    except OSError as err:
-        logging.getLogger(__name__).error("Cannot start: %s", err)
+    except OSError as err:  # a port taken between the check and the bind
+        print(f"apsystems-ecu-proxy: cannot start: {err}", file=sys.stderr)
         await service.stop()
-        return 1
+        return EXIT_USAGE
     await stop.wait()
     await service.stop()
     return EXIT_OK

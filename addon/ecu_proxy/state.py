@@ -24,6 +24,7 @@ from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
 from .lifetime import LIFETIME_RESET_RECORDS, next_lifetime
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
+from .peaks import EcuPeaks
 from .persisted import (
     StateFormatError,
     int_of,
@@ -344,6 +345,8 @@ class EcuState:
     # The last record refused as far ahead, with its arrival: counted after all if
     # the next record shows the ECU clock really moved (not saved).
     held: tuple[DecodedFrame, datetime] | None = field(default=None, compare=False)
+    # Peak power and energy this hour (peaks.py).
+    peaks: EcuPeaks = field(default_factory=EcuPeaks)
 
     @property
     def inverters_online(self) -> int:
@@ -352,6 +355,9 @@ class EcuState:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the state-document form."""
+        return self.peaks.add_to(self._as_dict())
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "ecu_id": self.ecu_id,
             "model": self.model,
@@ -395,6 +401,7 @@ class EcuState:
             "newest_arrival": _iso(self.timeline.newest_arrival),
             "lifetime_lower_streak": self.lifetime_lower_streak,
             "records": self.records,
+            "peaks": self.peaks.to_persisted(),
         }
 
     @classmethod
@@ -448,6 +455,7 @@ class EcuState:
             ),
             lifetime_lower_streak=int_of(data, "lifetime_lower_streak"),
             records=int_of(data, "records") if "records" in data else len(seen),
+            peaks=EcuPeaks.from_persisted(data.get("peaks")),
         )
         return ecu
 
@@ -554,6 +562,9 @@ class LiveState:
         if verdict is Verdict.STEP and ecu.today is not None and at.date() < ecu.today:
             ecu.today = None  # the clock went back across midnight: restart the day
         self._count_energy(ecu, blocks, at, new_day=verdict is not Verdict.GLITCH)
+        if verdict is not Verdict.GLITCH:
+            # A glitching stamp must not move the day or hour the peaks count in.
+            ecu.peaks.note_record(frame.power_w, blocks, at)
         if late:
             self._note_late_lifetime(ecu, frame)
         else:
@@ -603,6 +614,7 @@ class LiveState:
 
         def remove(ecu_id: str, inv_id: str) -> None:
             del self.ecus[ecu_id].inverters[inv_id]
+            self.ecus[ecu_id].peaks.inverters.pop(inv_id, None)
 
         return self.admission.admit_blocks(self.ecus, ecu.ecu_id, blocks, add, remove)
 

@@ -45,6 +45,18 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_deprecation_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail any test during which Home Assistant reported a deprecated call by us."""
+    yield
+    reports = [
+        record.getMessage()
+        for record in caplog.get_records("call")
+        if "Detected that custom integration" in record.getMessage()
+    ]
+    assert not reports, reports
+
+
+@pytest.fixture(autouse=True)
 def frozen_now(freezer: FrozenDateTimeFactory) -> FrozenDateTimeFactory:
     """Freeze time shortly after the capture was uploaded."""
     freezer.move_to(NOW)
@@ -129,6 +141,8 @@ def mock_config_entry(
     """A config entry pointing at the fake service."""
     return MockConfigEntry(
         domain=DOMAIN,
+        # Fixed, so unique ids of the service's own entities are stable in snapshots.
+        entry_id="01JENTRYFORTHEFAKESERVICE0",
         title="APsystems ECU Proxy",
         unique_id=SERVER_ID,
         data={CONF_URL: service.url, CONF_TOKEN: service_token},

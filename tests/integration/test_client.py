@@ -149,6 +149,10 @@ def test_build_url() -> None:
     ("text", "url"),
     [
         ("192.168.1.10:8990", "ws://192.168.1.10:8990/ws"),
+        ("192.168.1.10", "ws://192.168.1.10:8990/ws"),
+        ("proxy.local:9000", "ws://proxy.local:9000/ws"),
+        (" proxy.local ", "ws://proxy.local:8990/ws"),
+        ("[fd00::1]", "ws://[fd00::1]:8990/ws"),
         ("http://proxy.local:8990", "ws://proxy.local:8990/ws"),
         ("https://proxy.local/", "wss://proxy.local/ws"),
         (" ws://proxy.local:8990/ws ", "ws://proxy.local:8990/ws"),
@@ -188,8 +192,10 @@ async def test_connect_refused(
     """Nothing listening: CannotConnect."""
     url = fake.url
     await fake.stop()
-    with pytest.raises(CannotConnect):
+    with pytest.raises(CannotConnect) as err:
         await Client(url, session).connect()
+    # The caller names the address; the error only says what went wrong.
+    assert str(err.value) == "connection refused"
 
 
 @pytest.mark.parametrize(

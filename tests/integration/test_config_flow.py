@@ -11,6 +11,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.apsystems_ema_proxy.config_flow import entry_title
 from custom_components.apsystems_ema_proxy.const import (
     CONF_ADDON_SLUG,
     CONF_NO_DATA_TIMEOUT,
@@ -58,9 +59,24 @@ async def test_user_creates_entry(hass: HomeAssistant, service: FakeService) -> 
         result["flow_id"], {CONF_URL: f"127.0.0.1:{service.port}"}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == "APsystems ECU Proxy"
+    # The title tells entries of several services apart.
+    assert result["title"] == f"APsystems ECU Proxy (127.0.0.1:{service.port})"
     assert result["data"] == {CONF_URL: service.url, CONF_TOKEN: None}
     assert result["result"].unique_id == SERVER_ID
+
+
+@pytest.mark.parametrize(
+    ("url", "title"),
+    [
+        ("ws://proxy.local:8990/ws", "APsystems ECU Proxy (proxy.local)"),
+        ("ws://192.168.1.10:9000/ws", "APsystems ECU Proxy (192.168.1.10:9000)"),
+        ("wss://proxy.example/ws", "APsystems ECU Proxy (proxy.example)"),
+        ("ws://[fd00::1]:9000/ws", "APsystems ECU Proxy ([fd00::1]:9000)"),
+    ],
+)
+def test_entry_title_names_host_and_other_port(url: str, title: str) -> None:
+    """The port shows only when it is not the service's default 8990."""
+    assert entry_title(url) == title
 
 
 @pytest.mark.parametrize(
@@ -314,6 +330,8 @@ async def test_reconfigure(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     assert mock_config_entry.data == {CONF_URL: service.url, CONF_TOKEN: None}
+    # The default title named no address; now it names the one configured.
+    assert mock_config_entry.title == entry_title(service.url)
 
 
 async def test_reconfigure_wrong_service(

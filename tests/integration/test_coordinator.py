@@ -36,7 +36,7 @@ ECU_POWER = "sensor.ecu_r_216000064136_power"
 ECU_LIFETIME = "sensor.ecu_r_216000064136_lifetime_energy"
 ECU_TODAY = "sensor.ecu_r_216000064136_energy_today"
 ECU_ONLINE_COUNT = "sensor.ecu_r_216000064136_inverters_online"
-ECU_LAST_REPORT = "sensor.ecu_r_216000064136_last_report"
+ECU_REPORTING = "binary_sensor.ecu_r_216000064136_reporting"
 ECU_UPLOAD = "binary_sensor.ecu_r_216000064136_ema_upload"
 YC600_POWER = "sensor.yc600_408000111178_power"
 YC600_ENERGY = "sensor.yc600_408000111178_energy"
@@ -87,15 +87,15 @@ def count_connects(
 
 
 async def next_attempt(hass: HomeAssistant, attempts: asyncio.Queue[None]) -> None:
-    """Let the backoff timer expire and wait for the reconnect attempt."""
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
+    """Let 10 s pass (the backoff's cap) and wait for the reconnect attempt."""
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=10.001))
     async with asyncio.timeout(10):
         await attempts.get()
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:
-    """Delays double from 1 s, are jittered down by at most a quarter, cap at 60."""
-    for attempt, base in ((1, 1.0), (2, 2.0), (4, 8.0), (7, 60.0), (30, 60.0)):
+    """Delays double from 1 s, are jittered down by at most a quarter, cap at 10."""
+    for attempt, base in ((1, 1.0), (2, 2.0), (4, 8.0), (5, 10.0), (30, 10.0)):
         delays = {backoff_delay(attempt) for _ in range(20)}
         assert all(0.75 * base <= d <= base for d in delays)
         assert len(delays) > 1
@@ -125,7 +125,9 @@ async def test_reconnect_replays_missed_events(
         fresh_ecu(service, power_w=250, lifetime_energy_kwh=2128.1)
     )
 
-    await next_attempt(hass, attempts)  # the service is still down
+    # A long outage: the backoff grows to its cap, and no further.
+    for _ in range(8):
+        await next_attempt(hass, attempts)  # the service is still down
     assert state(hass, ECU_POWER) == STATE_UNAVAILABLE
 
     await service.start()
@@ -140,9 +142,16 @@ async def test_reconnect_replays_missed_events(
 
     lost = [r for r in caplog.records if "Lost connection" in r.getMessage()]
     restored = [r for r in caplog.records if "restored" in r.getMessage()]
+    # One line each, at the default log level (warning); retries stay quiet.
     assert len(lost) == 1
-    assert lost[0].levelno == logging.INFO
+    assert lost[0].levelno == logging.WARNING
     assert len(restored) == 1
+    assert restored[0].levelno == logging.WARNING
+    assert not [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r not in (lost[0], restored[0])
+    ]
 
     # Events after the reconnect keep flowing.
     await wait_for_seq(coordinator, await service.record(fresh_ecu(service, power_w=5)))
@@ -248,7 +257,10 @@ async def test_night_power_zero_energy_kept(
     ):
         assert state(hass, entity_id) == STATE_UNAVAILABLE
     assert state(hass, YC600_ONLINE) == STATE_OFF
-    assert state(hass, ECU_LAST_REPORT) == "2024-02-06T10:22:20+00:00"
+    reporting = hass.states.get(ECU_REPORTING)
+    assert reporting is not None
+    assert reporting.state == STATE_OFF
+    assert reporting.attributes["last_report"] == "2024-02-06T10:22:20+00:00"
 
     # Morning: the first record brings everything back.
     coordinator = init_integration.runtime_data

@@ -43,7 +43,10 @@ async def test_setup_retry_when_service_down(
     mock_config_entry.add_to_hass(hass)
     await hass.config_entries.async_setup(mock_config_entry.entry_id)
     assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
-    assert "Cannot connect to the ECU proxy" in str(mock_config_entry.reason)
+    reason = str(mock_config_entry.reason)
+    assert "Cannot connect to the ECU proxy" in reason
+    assert reason.count(mock_config_entry.data["url"]) == 1
+    assert reason.count("127.0.0.1") == 1
 
 
 async def test_setup_retry_when_listening_fails(
@@ -147,12 +150,15 @@ async def test_devices_are_linked(
     assert yc600.via_device_id == ecu.id
     assert qs1.via_device_id == ecu.id
     assert hub.entry_type is dr.DeviceEntryType.SERVICE
+    assert hub.manufacturer == "APsystems ECU Proxy project"
     assert (ecu.model, ecu.serial_number, ecu.name) == (
         "ECU-R",
         CAPTURE_ECU,
         "ECU-R 216000064136",
     )
-    assert (qs1.model, qs1.model_id, qs1.serial_number) == ("QS1", "08", QS1_ID)
+    # The family is the model; no model id, which the device page would show
+    # next to it as "QS1 (08)".
+    assert (qs1.model, qs1.model_id, qs1.serial_number) == ("QS1", None, QS1_ID)
     entries = dr.async_entries_for_config_entry(
         device_registry, init_integration.entry_id
     )

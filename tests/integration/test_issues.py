@@ -1,12 +1,12 @@
 """Repair issues: raised when the user must act, cleared when fixed."""
 
 import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import STATE_ON
+from homeassistant.const import CONF_TOKEN, CONF_URL, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
@@ -16,10 +16,11 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
-from custom_components.apsystems_ema_proxy.const import DOMAIN
+from custom_components.apsystems_ema_proxy.const import CONF_ADDON_SLUG, DOMAIN
+from custom_components.apsystems_ema_proxy.issues import no_data_ever_due
 
 from .conftest import CAPTURE_ECU, YC600_ID, load_state, wait_for_seq
-from .fake_service import FakeService
+from .fake_service import SERVER_ID, FakeService
 
 
 def fresh_capture_ecu() -> dict[str, Any]:
@@ -34,32 +35,74 @@ def fresh_capture_ecu() -> dict[str, Any]:
     return ecu
 
 
+def test_no_data_ever_is_due_after_a_whole_daylight_window(
+    hass: HomeAssistant,
+) -> None:
+    """Up before 10:00 local: due at 14:00 that day; later: 14:00 the next day."""
+    zone = dt_util.get_default_time_zone()
+    morning = datetime(2024, 2, 6, 9, 30, tzinfo=zone)
+    noon = datetime(2024, 2, 6, 12, 0, tzinfo=zone)
+    assert no_data_ever_due(morning) == datetime(2024, 2, 6, 14, 0, tzinfo=zone)
+    assert no_data_ever_due(noon) == datetime(2024, 2, 7, 14, 0, tzinfo=zone)
+
+
 @pytest.mark.parametrize("state_name", ["state_empty"])
+@pytest.mark.parametrize(
+    ("addon_slug", "translation_key"),
+    [(None, "no_ecu_data_ever_remote"), ("abc_ecu_proxy", "no_ecu_data_ever")],
+)
 async def test_no_ecu_data_ever(
     hass: HomeAssistant,
-    init_integration: MockConfigEntry,
     service: FakeService,
     issue_registry: ir.IssueRegistry,
     device_registry: dr.DeviceRegistry,
+    frozen_now: FrozenDateTimeFactory,
+    addon_slug: str | None,
+    translation_key: str,
 ) -> None:
-    """A service without any ECU data explains the DNS rewrite until data comes."""
-    issue_id = f"no_ecu_data_{init_integration.entry_id}"
+    """No data through a day's daylight: explain the DNS rewrite for where it runs."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERVER_ID,
+        data={CONF_URL: service.url, CONF_TOKEN: None, CONF_ADDON_SLUG: addon_slug},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    issue_id = f"no_ecu_data_{entry.entry_id}"
+    # Not at once: the ECU may simply not have uploaded yet (night, a restart).
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+    due = no_data_ever_due(dt_util.utcnow())
+    assert due - dt_util.utcnow() > timedelta(hours=4)
+
+    frozen_now.move_to(due - timedelta(minutes=1))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+    frozen_now.move_to(due + timedelta(seconds=1))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue is not None
-    assert issue.translation_key == "no_ecu_data_ever"
+    assert issue.translation_key == translation_key
     assert issue.severity is ir.IssueSeverity.WARNING
     assert issue.translation_placeholders == {
         "hours": "24",
         "ema_host": "ecu.apsystemsema.com",
+        "host": "127.0.0.1",
     }
-    assert hass.states.async_entity_ids() == []
+    # Only the service's own entities: no ECU yet.
+    assert all(
+        "216000064136" not in entity_id for entity_id in hass.states.async_entity_ids()
+    )
 
-    coordinator = init_integration.runtime_data
+    coordinator = entry.runtime_data
     await wait_for_seq(coordinator, await service.record(fresh_capture_ecu()))
     await hass.async_block_till_done()
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     assert device_registry.async_get_device_by_identifier(
-        (DOMAIN, CAPTURE_ECU), init_integration.entry_id
+        (DOMAIN, CAPTURE_ECU), entry.entry_id
     )
     state = hass.states.get("sensor.ecu_r_216000064136_power")
     assert state is not None
@@ -87,7 +130,8 @@ async def test_no_ecu_data_for_a_day(
     await hass.async_block_till_done()
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue is not None
-    assert issue.translation_key == "no_ecu_data"
+    # The entry was set up by hand: the service runs on another host.
+    assert issue.translation_key == "no_ecu_data_remote"
 
     coordinator = init_integration.runtime_data
     await wait_for_seq(coordinator, await service.record(fresh_capture_ecu()))

@@ -91,6 +91,8 @@ def test_english_covers_every_entity() -> None:
             *sensor.ECU_SENSORS,
             *sensor.INVERTER_SENSORS,
             *sensor.CHANNEL_SENSORS,
+            *sensor.SERVICE_SENSORS,
+            sensor.ENERGY_THIS_HOUR_SENSOR,
             sensor.AC_VOLTAGE_SENSOR,
             sensor.phase_voltage_description(1),
         )
@@ -100,6 +102,8 @@ def test_english_covers_every_entity() -> None:
         for d in (
             *binary_sensor.ECU_BINARY_SENSORS,
             *binary_sensor.INVERTER_BINARY_SENSORS,
+            binary_sensor.REPORTING_SENSOR,
+            binary_sensor.EMA_REACHABLE_SENSOR,
         )
     }
     assert set(en["entity"]["sensor"]) == sensor_keys

@@ -1,13 +1,16 @@
 """The command line: decode's output contract and exit codes."""
 
 import json
+import logging
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ecu_proxy.cli import EXIT_BAD_FRAMES, EXIT_OK, EXIT_USAGE, main
+from ecu_proxy.cli import EXIT_BAD_FRAMES, EXIT_OK, EXIT_USAGE, busy_port, main
 
 VECTORS = Path(__file__).parent.parent / "fixtures" / "vectors"
 CAPTURE = VECTORS / "ECU-R_YC600-QS1_1.txt"
@@ -111,3 +114,60 @@ def test_check_options_creates_server_id(
     options.write_text(json.dumps({"mode": "sideways"}))
     assert main(args) == EXIT_USAGE
     assert "mode" in capsys.readouterr().err
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """Listen on a free loopback port, as a running service would."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_busy_api_port_is_one_line_and_exit_2(
+    command: str,
+    taken_port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    args = [command, "--api-port", str(taken_port), "--ports", "0"]
+    args += ["--data-dir", str(tmp_path)]
+    if command == "serve":
+        args += ["--api-host", "127.0.0.1", "--listen", "127.0.0.1"]
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"apsystems-ecu-proxy: port {taken_port} on 127.0.0.1 is already in use "
+        "(is the service or the demo already running?)"
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_demo_busy_relay_port_is_named(
+    taken_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--api-port", "0", "--ports", f"{taken_port}"]
+    assert main([*args, "--data-dir", str(tmp_path)]) == EXIT_USAGE
+    assert (
+        f"port {taken_port} on 127.0.0.1 is already in use" in capsys.readouterr().err
+    )
+
+
+def test_busy_port_ignores_free_and_any_ports(taken_port: int) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        free_port = free.getsockname()[1]
+    assert busy_port("127.0.0.1", [0, free_port]) is None
+    assert busy_port("127.0.0.1", [free_port, taken_port]) == taken_port
+
+
+def test_demo_interval_below_a_second_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--interval", "0.5"])
+    assert exc.value.code == EXIT_USAGE
+    assert "at least 1 second" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from playwright.async_api import Browser, Page, async_playwright
 from stand_ins import ECU_HOST, EMA_HOST, StandInEma, free_port_pair
 
-from ecu_proxy.demo import capture_record, simulated_record, upload
+from ecu_proxy.demo import capture_record, daylight, simulated_record, upload
 from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.hub import Event
 from ecu_proxy.options import Options
@@ -165,7 +165,12 @@ class Plant:
         """Return the simulated ECU's next record (five minutes after the last)."""
         self.moment += timedelta(minutes=5)
         record = simulated_record(
-            base or capture_record(), self.moment, self.lifetime, self.rng
+            base or capture_record(),
+            self.moment,
+            daylight(self.moment),
+            timedelta(minutes=5),
+            self.lifetime,
+            self.rng,
         )
         self.lifetime += sum(i.round_energy_wh or 0 for i in record.inverters) / 1000
         return record

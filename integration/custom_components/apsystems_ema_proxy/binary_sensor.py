@@ -1,7 +1,8 @@
-"""Binary sensors: EMA upload status of an ECU, online state of an inverter."""
+"""Binary sensors: ECU reporting and EMA upload, inverter online, EMA reachable."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import override
 
 from homeassistant.components.binary_sensor import (
@@ -14,8 +15,12 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
-from .entity import EmaProxyEntity, async_add_dynamic_entities
-from .models import EcuState, InverterState
+from .entity import (
+    EmaProxyEntity,
+    EmaProxyServiceEntity,
+    async_add_dynamic_entities,
+)
+from .models import EcuState, InverterState, Upstream
 
 # Push platform: nothing to poll, no limit needed.
 PARALLEL_UPDATES = 0
@@ -55,6 +60,39 @@ ECU_BINARY_SENSORS: tuple[EcuBinarySensorEntityDescription, ...] = (
     ),
 )
 
+REPORTING_SENSOR = BinarySensorEntityDescription(
+    key="reporting",
+    translation_key="reporting",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+)
+
+EMA_REACHABLE_SENSOR = BinarySensorEntityDescription(
+    key="ema_reachable",
+    translation_key="ema_reachable",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+)
+
+
+def ema_reachable(ecus: Mapping[str, EcuState]) -> bool | None:
+    """Return whether the newest upload of any ECU reached EMA.
+
+    None before any upload and in cloudless mode, where nothing is uploaded.
+    """
+    uploads = [
+        ecu.upstream
+        for ecu in ecus.values()
+        if ecu.upstream.result not in (None, "cloudless")
+    ]
+    if not uploads:
+        return None
+    newest = max(uploads, key=_upload_time)
+    return newest.result == "ok"
+
+
+def _upload_time(upstream: Upstream) -> datetime:
+    return upstream.at or datetime.min.replace(tzinfo=UTC)
+
+
 INVERTER_BINARY_SENSORS: tuple[InverterBinarySensorEntityDescription, ...] = (
     InverterBinarySensorEntityDescription(
         key="online",
@@ -71,7 +109,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add binary sensors now and for whatever appears later."""
-    async_add_dynamic_entities(entry.runtime_data, async_add_entities, _entities)
+    coordinator = entry.runtime_data
+    async_add_entities([EmaReachableBinarySensor(coordinator, EMA_REACHABLE_SENSOR)])
+    async_add_dynamic_entities(coordinator, async_add_entities, _entities)
 
 
 def _entities(coordinator: EmaProxyCoordinator) -> Iterator[EmaProxyEntity]:
@@ -79,6 +119,7 @@ def _entities(coordinator: EmaProxyCoordinator) -> Iterator[EmaProxyEntity]:
     for ecu in coordinator.state.ecus.values():
         for ecu_description in ECU_BINARY_SENSORS:
             yield EcuBinarySensor(coordinator, ecu_description, ecu.ecu_id)
+        yield EcuReportingBinarySensor(coordinator, REPORTING_SENSOR, ecu.ecu_id)
         for inverter in ecu.inverters.values():
             for description in INVERTER_BINARY_SENSORS:
                 yield InverterBinarySensor(
@@ -117,3 +158,36 @@ class InverterBinarySensor(EmaProxyEntity, BinarySensorEntity):
         self._attr_is_on = (
             self.entity_description.value_fn(inverter) is True and not self.stale
         )
+
+
+class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
+    """On while the ECU uploads; the time of its last report is an attribute.
+
+    The time changes with every upload, so it is an attribute (a state change
+    would add a logbook entry per upload) and it is not recorded.
+    """
+
+    _unrecorded_attributes = frozenset({"last_report"})
+
+    @callback
+    @override
+    def _update_from_state(self) -> None:
+        """Report on while data arrived within the no-data timeout."""
+        super()._update_from_state()
+        ecu = self.ecu
+        self._attr_is_on = ecu is not None and not self.stale
+        last = ecu.last_seen if ecu is not None else None
+        self._attr_extra_state_attributes = {
+            "last_report": last.isoformat() if last is not None else None
+        }
+
+
+class EmaReachableBinarySensor(EmaProxyServiceEntity, BinarySensorEntity):
+    """Whether the service's newest upload to EMA got through."""
+
+    @callback
+    @override
+    def _update_from_state(self) -> None:
+        """Judge by the newest upload of any ECU."""
+        super()._update_from_state()
+        self._attr_is_on = ema_reachable(self.coordinator.state.ecus)

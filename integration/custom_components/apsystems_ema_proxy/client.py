@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +40,9 @@ LOGGER = logging.getLogger(__package__)
 MIN_SERVER_SCHEMA_VERSION: Final = 1
 MAX_SERVER_SCHEMA_VERSION: Final = 1
 
+# The service's API port, assumed when an address names none.
+DEFAULT_API_PORT: Final = 8990
+
 CLOSE_AUTH_FAILED: Final = 4001
 CLOSE_TOO_SLOW: Final = 4002
 CLOSE_INCOMPATIBLE_SCHEMA: Final = 4003
@@ -48,6 +52,19 @@ _CLOSED_TYPES: Final = (
     aiohttp.WSMsgType.CLOSING,
     aiohttp.WSMsgType.CLOSED,
 )
+
+
+def connect_error_text(err: BaseException) -> str:
+    """Return why a connection attempt failed, without repeating the address."""
+    if isinstance(err, TimeoutError):
+        return "no answer in time"
+    if isinstance(err, aiohttp.WSServerHandshakeError):
+        return f"not the ECU proxy's WebSocket (HTTP {err.status})"
+    if isinstance(err, aiohttp.ClientConnectorError):
+        err = err.os_error
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno).lower()
+    return str(err) or type(err).__name__
 
 
 def build_url(host: str, port: int) -> str:
@@ -60,10 +77,13 @@ def build_url(host: str, port: int) -> str:
 def normalize_url(text: str) -> str:
     """Return a ws:// or wss:// URL ending in /ws; raise ValueError if unusable.
 
-    Accepts ``host:port``, ``http(s)://host:port`` and ``ws(s)://host:port/ws``.
+    Accepts ``host``, ``host:port``, ``http(s)://host:port`` and
+    ``ws(s)://host:port/ws``; a bare host or ``host:port`` means the service's
+    WebSocket, ``ws://host:8990/ws`` unless a port is given.
     """
     text = text.strip()
-    if "://" not in text:
+    bare = "://" not in text
+    if bare:
         text = f"ws://{text}"
     parts = urlsplit(text)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(
@@ -80,7 +100,10 @@ def normalize_url(text: str) -> str:
     path = parts.path.rstrip("/")
     if not path:
         path = "/ws"
-    netloc = parts.netloc if port is not None else parts.hostname
+    netloc = parts.netloc
+    if port is None:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = f"{host}:{DEFAULT_API_PORT}" if bare else host
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
@@ -159,7 +182,7 @@ class Client:
             async with asyncio.timeout(self._timeout):
                 ws = await self._session.ws_connect(self.url, autoping=False)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
-            raise CannotConnect(f"cannot connect to {self.url}: {err}") from err
+            raise CannotConnect(connect_error_text(err)) from err
         try:
             info = ServerInfo.from_message(await self._receive_setup(ws))
             LOGGER.debug(

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from typing import Any, override
+from urllib.parse import urlsplit
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -27,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - older Cores validate with voluptuous
     import voluptuous as vol  # type: ignore[no-redef]
 
-from .client import Client, build_url, normalize_url
+from .client import DEFAULT_API_PORT, Client, build_url, normalize_url
 from .const import (
     CONF_ADDON_SLUG,
     CONF_NO_DATA_TIMEOUT,
@@ -94,6 +95,15 @@ async def _async_try(
         return None, {"base": "unknown"}
 
 
+def entry_title(url: str) -> str:
+    """Return an entry title naming the service's host (and port unless 8990)."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    if parts.port not in (None, DEFAULT_API_PORT):
+        host = f"[{host}]:{parts.port}" if ":" in host else f"{host}:{parts.port}"
+    return f"{DEFAULT_NAME} ({host})"
+
+
 def _token(user_input: Mapping[str, Any]) -> str | None:
     """Return the token from a form, None when left empty."""
     token = str(user_input.get(CONF_TOKEN) or "").strip()
@@ -140,8 +150,9 @@ class EmaProxyConfigFlow(ConfigFlow, domain=DOMAIN):
             if info is not None:
                 await self.async_set_unique_id(info.server_id)
                 self._abort_if_unique_id_configured()
+                assert url is not None
                 return self.async_create_entry(
-                    title=DEFAULT_NAME,
+                    title=entry_title(url),
                     data={CONF_URL: url, CONF_TOKEN: _token(user_input)},
                 )
         return self.async_show_form(
@@ -223,8 +234,15 @@ class EmaProxyConfigFlow(ConfigFlow, domain=DOMAIN):
             if info is not None:
                 await self.async_set_unique_id(info.server_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_service")
+                assert url is not None
+                # A title we made from the old address follows the new one.
+                title = entry.title
+                if title in (DEFAULT_NAME, entry_title(entry.data[CONF_URL])):
+                    title = entry_title(url)
                 return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_URL: url, CONF_TOKEN: _token(user_input)}
+                    entry,
+                    title=title,
+                    data_updates={CONF_URL: url, CONF_TOKEN: _token(user_input)},
                 )
         suggested = user_input or {
             CONF_URL: entry.data[CONF_URL],

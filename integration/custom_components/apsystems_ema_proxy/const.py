@@ -19,6 +19,8 @@ MIN_NO_DATA_TIMEOUT: Final = 1
 MAX_NO_DATA_TIMEOUT: Final = 1440
 
 MANUFACTURER: Final = "APsystems"
+# The service is not an APsystems product: its device names the project instead.
+SERVICE_MANUFACTURER: Final = "APsystems ECU Proxy project"
 PROJECT_URL: Final = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
 ISSUE_TRACKER_URL: Final = f"{PROJECT_URL}/issues"
 EMA_URL: Final = "https://www.apsystemsema.com"
@@ -26,9 +28,11 @@ EMA_URL: Final = "https://www.apsystemsema.com"
 # How long without any ECU data before the "no ECU data" repair issue is raised.
 NO_ECU_DATA_ISSUE_AFTER_HOURS: Final = 24
 
-# Reconnect backoff, in seconds: doubles from the first to the last value.
+# Reconnect backoff, in seconds: doubles from the first to the last value. The cap
+# is low so that a service that comes back (an add-on restart or update) is picked
+# up within 10 s; one WebSocket attempt every 10 s costs the service nothing.
 RECONNECT_MIN_DELAY: Final = 1.0
-RECONNECT_MAX_DELAY: Final = 60.0
+RECONNECT_MAX_DELAY: Final = 10.0
 
 # How many raw frames the diagnostics download asks the service for.
 DIAGNOSTICS_FRAMES: Final = 20

@@ -67,6 +67,8 @@ class EmaProxyCoordinator:
         self.client = client
         self.state = ProxyState()
         self.connected = False
+        # Since when the service has been reachable without a break (None: it is not).
+        self.connected_since: datetime | None = None
         self.last_seq: int | None = None
         self.last_error: str | None = None
         self.no_data_timeout = timedelta(
@@ -163,9 +165,8 @@ class EmaProxyCoordinator:
                 (DOMAIN, old_id), self.entry.entry_id
             )
         ):
-            registry.async_update_device(
-                old_hub.id, remove_config_entry_id=self.entry.entry_id
-            )
+            # The device of the old service belongs to this entry only.
+            registry.async_remove_device(old_hub.id)
 
     async def async_shutdown(self) -> None:
         """Stop listening and close the connection."""
@@ -248,11 +249,19 @@ class EmaProxyCoordinator:
     def _set_disconnected(self, err: Exception) -> None:
         """Mark everything unavailable; log once when the connection goes down."""
         self.last_error = str(err)
+        self.connected_since = None
         if not self.connected:
             LOGGER.debug("Still cannot reach ECU proxy at %s: %s", self.client.url, err)
             return
         self.connected = False
-        LOGGER.info("Lost connection to ECU proxy at %s: %s", self.client.url, err)
+        # One line for the outage and one for the recovery, visible at the default
+        # log level; the retries in between log at debug level only.
+        LOGGER.warning(
+            "Lost connection to ECU proxy at %s (%s); its entities are unavailable "
+            "until it is back",
+            self.client.url,
+            err,
+        )
         self._async_notify_all()
 
     # ------------------------------------------------------------------ state
@@ -269,7 +278,9 @@ class EmaProxyCoordinator:
                     ema_commands.async_handle_ema_command(self.hass, self, event)
         self.last_seq = result.last_seq
         if not self.connected and self._ready.is_set():
-            LOGGER.info("Connection to ECU proxy at %s restored", self.client.url)
+            LOGGER.warning("Connection to ECU proxy at %s restored", self.client.url)
+        if not self.connected:
+            self.connected_since = dt_util.utcnow()
         self.connected = True
         self.last_error = None
         self._async_state_changed(None)
@@ -365,6 +376,8 @@ class EmaProxyCoordinator:
             candidates.extend(t + self.no_data_timeout for t in times if t is not None)
         if (newest := self.newest_data()) is not None:
             candidates.append(newest + timedelta(hours=NO_ECU_DATA_ISSUE_AFTER_HOURS))
+        elif self.connected_since is not None:
+            candidates.append(issues.no_data_ever_due(self.connected_since))
         future = [c for c in candidates if c > now]
         if future:
             self._unsub_expiry = async_track_point_in_utc_time(

@@ -12,6 +12,7 @@ from .const import (
     DOMAIN,
     EMA_URL,
     MANUFACTURER,
+    SERVICE_MANUFACTURER,
     addon_page_url,
 )
 from .models import EcuState, InverterState, ServerInfo
@@ -45,6 +46,7 @@ def async_register_hub(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, info.server_id)},
         entry_type=dr.DeviceEntryType.SERVICE,
+        manufacturer=SERVICE_MANUFACTURER,
         name=DEFAULT_NAME,
         model="ECU Proxy",
         sw_version=info.version,
@@ -82,7 +84,9 @@ def async_register_inverter(
         identifiers={(DOMAIN, inverter.id)},
         manufacturer=MANUFACTURER,
         model=family,
-        model_id=inverter.type_code or None,
+        # The device page shows a model id next to the model ("QS1 (08)"); the
+        # type code means nothing to a user and is in the diagnostics instead.
+        model_id=None,
         name=f"{family} {inverter.id}",
         serial_number=inverter.id,
         **via_device_kwargs(hass, entry, ecu_id),

@@ -141,3 +141,41 @@ class EmaProxyEntity(Entity):
     def _update_from_state(self) -> None:
         """Recompute attributes from the coordinator's state."""
         self._attr_available = self.coordinator.connected and self.source_present
+
+
+class EmaProxyServiceEntity(Entity):
+    """An entity of the proxy service itself, on the service's device."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(
+        self, coordinator: EmaProxyCoordinator, description: EntityDescription
+    ) -> None:
+        """Identify the entity by its config entry, which outlives server ids."""
+        self.coordinator = coordinator
+        self.entity_description = description
+        entry = coordinator.entry
+        assert entry.unique_id is not None
+        self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, entry.unique_id)})
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Follow every update of the coordinator."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            self.coordinator.async_add_listener(None, self._handle_update)
+        )
+        self._update_from_state()
+
+    @callback
+    def _handle_update(self) -> None:
+        """Recompute the state and write it."""
+        self._update_from_state()
+        self.async_write_ha_state()
+
+    @callback
+    def _update_from_state(self) -> None:
+        """Recompute attributes from the coordinator's state."""
+        self._attr_available = self.coordinator.connected

@@ -1,13 +1,15 @@
 """Repair issues: raise them when the user must act, clear them when fixed."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
 from .const import (
+    CONF_ADDON_SLUG,
     DOMAIN,
     ISSUE_EMA_COMMAND_GUARD_OFF,
     ISSUE_INCOMPATIBLE_SCHEMA,
@@ -22,6 +24,19 @@ if TYPE_CHECKING:
     from .coordinator import EmaProxyCoordinator
 
 ISSUE_MQTT_DISCOVERY_DUPLICATES = "mqtt_discovery_duplicates"
+# An ECU uploads every 5 minutes in daylight. A service that has been reachable
+# through these local hours of one day without any ECU data is not being fed.
+DAYLIGHT_START = time(10, 0)
+DAYLIGHT_END = time(14, 0)
+
+
+def no_data_ever_due(connected_since: datetime) -> datetime:
+    """Return when a service reachable since then has been up through daylight."""
+    local = dt_util.as_local(connected_since)
+    day = local.date()
+    if local.time() > DAYLIGHT_START:
+        day += timedelta(days=1)
+    return datetime.combine(day, DAYLIGHT_END, tzinfo=dt_util.get_default_time_zone())
 
 
 @callback
@@ -59,20 +74,29 @@ def async_update_state_issues(
     if not coordinator.connected:
         return
     entry_id = coordinator.entry.entry_id
+    now = dt_util.utcnow()
     newest = coordinator.newest_data()
-    if newest is None or dt_util.utcnow() - newest > timedelta(
-        hours=NO_ECU_DATA_ISSUE_AFTER_HOURS
-    ):
+    if newest is None:
+        since = coordinator.connected_since
+        due = since is not None and now >= no_data_ever_due(since)
+        key = "no_ecu_data_ever"
+    else:
+        due = now - newest > timedelta(hours=NO_ECU_DATA_ISSUE_AFTER_HOURS)
+        key = "no_ecu_data"
+    if due:
+        # Where the ECU's DNS must point depends on where the service runs.
+        addon = bool(coordinator.entry.data.get(CONF_ADDON_SLUG))
         ir.async_create_issue(
             hass,
             DOMAIN,
             f"{ISSUE_NO_ECU_DATA}_{entry_id}",
             is_fixable=False,
             severity=ir.IssueSeverity.WARNING,
-            translation_key="no_ecu_data_ever" if newest is None else "no_ecu_data",
+            translation_key=key if addon else f"{key}_remote",
             translation_placeholders={
                 "hours": str(NO_ECU_DATA_ISSUE_AFTER_HOURS),
                 "ema_host": "ecu.apsystemsema.com",
+                "host": urlsplit(coordinator.client.url).hostname or "?",
             },
         )
     else:

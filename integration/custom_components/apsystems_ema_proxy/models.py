@@ -70,6 +70,8 @@ class InverterDataType(TypedDict):
     energy_total_kwh: NotRequired[float | None]
     raw: NotRequired[str | None]
     channels: list[ChannelDataType]
+    peak_power_today_w: NotRequired[float | None]
+    peak_power_ever_w: NotRequired[float | None]
 
 
 class EcuDataType(TypedDict):
@@ -88,6 +90,10 @@ class EcuDataType(TypedDict):
     warnings: NotRequired[list[str]]
     upstream: NotRequired[UpstreamDataType | None]
     inverters: dict[str, InverterDataType]
+    peak_power_today_w: NotRequired[float | None]
+    peak_power_ever_w: NotRequired[float | None]
+    energy_this_hour_kwh: NotRequired[float | None]
+    hour_start: NotRequired[str | None]
 
 
 class StateDataType(TypedDict):
@@ -290,6 +296,8 @@ class InverterState:
     energy_total_kwh: float | None
     raw: str | None
     channels: tuple[ChannelState, ...]
+    peak_power_today_w: float | None = None
+    peak_power_ever_w: float | None = None
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> InverterState:
@@ -321,6 +329,8 @@ class InverterState:
                 for c in (channels if isinstance(channels, list) else [])
                 if isinstance(c, Mapping)
             ),
+            peak_power_today_w=_float(data.get("peak_power_today_w")),
+            peak_power_ever_w=_float(data.get("peak_power_ever_w")),
         )
 
     @property
@@ -351,6 +361,10 @@ class EcuState:
     warnings: tuple[str, ...]
     upstream: Upstream
     inverters: Mapping[str, InverterState] = field(default_factory=dict)
+    peak_power_today_w: float | None = None
+    peak_power_ever_w: float | None = None
+    energy_this_hour_kwh: float | None = None
+    hour_start: datetime | None = None  # ECU-local, no offset
 
     @classmethod
     def empty(cls, ecu_id: str) -> EcuState:
@@ -386,6 +400,10 @@ class EcuState:
             ),
             upstream=Upstream.from_message(data.get("upstream")),
             inverters={inv.id: inv for inv in inverters},
+            peak_power_today_w=_float(data.get("peak_power_today_w")),
+            peak_power_ever_w=_float(data.get("peak_power_ever_w")),
+            energy_this_hour_kwh=_float(data.get("energy_this_hour_kwh")),
+            hour_start=_datetime(data.get("hour_start")),
         )
 
 

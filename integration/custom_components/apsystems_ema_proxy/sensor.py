@@ -11,6 +11,7 @@ from typing import override
 from homeassistant.components.sensor import (
     RestoreSensor,
     SensorDeviceClass,
+    SensorEntity,
     SensorEntityDescription,
     SensorStateClass,
 )
@@ -25,11 +26,23 @@ from homeassistant.const import (
     UnitOfTime,
 )
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.event import async_track_time_change
+from homeassistant.util import dt as dt_util
 
+from .const import LOGGER
 from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
-from .entity import EmaProxyEntity, async_add_dynamic_entities
+from .entity import (
+    EmaProxyEntity,
+    EmaProxyServiceEntity,
+    async_add_dynamic_entities,
+)
 from .models import ChannelState, EcuState, InverterState
+
+# The "Last report" sensor changed with every upload and filled the logbook; the
+# time of the last report is now an attribute of the ECU's "Reporting" sensor.
+RETIRED_SENSOR_KEYS = ("last_report",)
 
 # Push platform: nothing to poll, no limit needed.
 PARALLEL_UPDATES = 0
@@ -114,11 +127,21 @@ ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
         value_fn=lambda ecu: ecu.inverters_online,
     ),
     EcuSensorEntityDescription(
-        key="last_report",
-        translation_key="last_report",
-        device_class=SensorDeviceClass.TIMESTAMP,
-        entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda ecu: ecu.last_seen,
+        key="peak_power_today",
+        translation_key="peak_power_today",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda ecu: ecu.peak_power_today_w,
+    ),
+    EcuSensorEntityDescription(
+        key="peak_power_ever",
+        translation_key="peak_power_ever",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda ecu: ecu.peak_power_ever_w,
     ),
     EcuSensorEntityDescription(
         key="ema_round_trip",
@@ -131,6 +154,18 @@ ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
         entity_registry_enabled_default=False,
         value_fn=lambda ecu: ecu.upstream.rtt_ms,
     ),
+)
+
+# Resets every hour: a `total` with `last_reset`, so statistics and the Energy
+# dashboard see one meter cycle per hour rather than a counter that drops.
+ENERGY_THIS_HOUR_SENSOR = EcuSensorEntityDescription(
+    key="energy_this_hour",
+    translation_key="energy_this_hour",
+    device_class=SensorDeviceClass.ENERGY,
+    state_class=SensorStateClass.TOTAL,
+    native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+    suggested_display_precision=3,
+    value_fn=lambda ecu: ecu.energy_this_hour_kwh,
 )
 
 INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
@@ -183,6 +218,51 @@ INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
         suggested_display_precision=0,
         when_stale=WhenStale.UNAVAILABLE,
         value_fn=lambda inverter: inverter.temperature_c,
+    ),
+    InverterSensorEntityDescription(
+        key="peak_power_today",
+        translation_key="peak_power_today",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda inverter: inverter.peak_power_today_w,
+    ),
+    InverterSensorEntityDescription(
+        key="peak_power_ever",
+        translation_key="peak_power_ever",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda inverter: inverter.peak_power_ever_w,
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor of the proxy service itself."""
+
+    value_fn: Callable[[EmaProxyCoordinator], str | int | None]
+
+
+def _version(coordinator: EmaProxyCoordinator) -> str | None:
+    info = coordinator.client.server_info
+    return info.version if info is not None else coordinator.state.version
+
+
+SERVICE_SENSORS: tuple[ServiceSensorEntityDescription, ...] = (
+    ServiceSensorEntityDescription(
+        key="ecus_seen",
+        translation_key="ecus_seen",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda coordinator: len(coordinator.state.ecus),
+    ),
+    ServiceSensorEntityDescription(
+        key="version",
+        translation_key="version",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=_version,
     ),
 )
 
@@ -268,7 +348,29 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add sensors for what the service reports now and whatever appears later."""
-    async_add_dynamic_entities(entry.runtime_data, async_add_entities, _entities)
+    _async_remove_retired_sensors(hass, entry)
+    coordinator = entry.runtime_data
+    async_add_entities(
+        ServiceSensor(coordinator, description) for description in SERVICE_SENSORS
+    )
+    async_add_dynamic_entities(coordinator, async_add_entities, _entities)
+
+
+@callback
+def _async_remove_retired_sensors(
+    hass: HomeAssistant, entry: EmaProxyConfigEntry
+) -> None:
+    """Remove registry entries of sensors this integration no longer provides."""
+    registry = er.async_get(hass)
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if entity.domain == "sensor" and entity.unique_id.endswith(
+            tuple(f"_{key}" for key in RETIRED_SENSOR_KEYS)
+        ):
+            LOGGER.info(
+                "Removing %s, which this integration no longer provides",
+                entity.entity_id,
+            )
+            registry.async_remove(entity.entity_id)
 
 
 def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
@@ -276,6 +378,7 @@ def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
     for ecu in coordinator.state.ecus.values():
         for ecu_description in ECU_SENSORS:
             yield EcuSensor(coordinator, ecu_description, ecu.ecu_id)
+        yield EcuHourEnergySensor(coordinator, ENERGY_THIS_HOUR_SENSOR, ecu.ecu_id)
         for inverter in ecu.inverters.values():
             if inverter.unknown_type:
                 # Unknown layout: only the online sensor and a repair issue.
@@ -357,6 +460,43 @@ class EcuSensor(EmaProxySensor):
         return self.entity_description.value_fn(ecu) if ecu else None
 
 
+class EcuHourEnergySensor(EcuSensor):
+    """The ECU's energy this hour: 0 once the hour of the service's figure is over."""
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Also update on the hour, when no record may come (at night)."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_track_time_change(self.hass, self._on_the_hour, minute=0, second=0)
+        )
+
+    @callback
+    def _on_the_hour(self, _now: datetime) -> None:
+        self._handle_update()
+
+    @callback
+    @override
+    def _update_from_state(self) -> None:
+        """Take the service's figure while its hour lasts, else start at 0."""
+        super()._update_from_state()
+        if not self._attr_available:
+            return
+        this_hour = dt_util.now().replace(minute=0, second=0, microsecond=0)
+        ecu = self.ecu
+        # The hour is the ECU's wall clock: read it in Home Assistant's time zone.
+        start = (
+            ecu.hour_start.replace(tzinfo=dt_util.get_default_time_zone())
+            if ecu is not None and ecu.hour_start is not None
+            else None
+        )
+        if start is None or start < this_hour:
+            self._attr_native_value = 0
+            self._attr_last_reset = this_hour
+        else:
+            self._attr_last_reset = start
+
+
 class InverterSensor(EmaProxySensor):
     """A sensor of an inverter."""
 
@@ -391,3 +531,16 @@ class ChannelSensor(EmaProxySensor):
         """Return the channel's value."""
         channel = self.channel_state
         return self.entity_description.value_fn(channel) if channel else None
+
+
+class ServiceSensor(EmaProxyServiceEntity, SensorEntity):
+    """A sensor of the proxy service itself."""
+
+    entity_description: ServiceSensorEntityDescription
+
+    @callback
+    @override
+    def _update_from_state(self) -> None:
+        """Read the value from the coordinator."""
+        super()._update_from_state()
+        self._attr_native_value = self.entity_description.value_fn(self.coordinator)
