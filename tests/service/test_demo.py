@@ -1,5 +1,6 @@
 """The demo: a simulated ECU whose every record the service accepts, for days."""
 
+import dataclasses
 import io
 import itertools
 import logging
@@ -11,6 +12,7 @@ import pytest
 
 from ecu_proxy.cloudless import CloudlessResponder
 from ecu_proxy.decoder import decode_frame
+from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.demo import (
     DEFAULT_DAY_MINUTES,
     DemoTally,
@@ -52,12 +54,29 @@ async def _run_against_hub(
     interval: float,
     records: int,
     day_minutes: float = DEFAULT_DAY_MINUTES,
+    newest_before: datetime | None = None,
 ) -> tuple[DemoTally, list[float], str, Hub]:
-    """Run the demo's upload loop against the service's hub and cloudless replies."""
+    """Run the demo's upload loop against the service's hub and cloudless replies.
+
+    ``newest_before``: a record of the same ECU stamped then reaches the hub first.
+    """
     hub = Hub(
         Options(mode=Mode.CLOUDLESS, data_dir=tmp_path), server_id="s", version="t"
     )
     await hub.start()
+    if newest_before is not None:
+        earlier = dataclasses.replace(capture_record(), timestamp=newest_before)
+        hub.frame_received(
+            FrameEvent(
+                0,
+                8995,
+                "127.0.0.1",
+                Direction.ECU_TO_EMA,
+                encode_data_record(earlier),
+                earlier,
+                clock.arrival(),
+            )
+        )
     responder = CloudlessResponder(hub)
     base = capture_record()
     simulated = SimulatedEcu(base, base.lifetime_energy_kwh or 0.0, day_minutes)
@@ -125,9 +144,16 @@ async def test_real_sun_sends_nothing_at_night(tmp_path: Path) -> None:
 
 
 async def test_refused_records_are_reported(tmp_path: Path) -> None:
-    # An ECU clock two days ahead of the service: every record is refused.
-    clock = FakeClock(datetime(2026, 6, 1, 12, 0, 0), ahead=timedelta(days=2))
-    tally, _, out, hub = await _run_against_hub(tmp_path, clock, interval=60, records=3)
+    # The service already holds a record of this ECU stamped 20 days later: the
+    # demo's records are older than the service keeps track of, so it refuses them.
+    clock = FakeClock(datetime(2026, 6, 1, 12, 0, 0))
+    tally, _, out, hub = await _run_against_hub(
+        tmp_path,
+        clock,
+        interval=60,
+        records=3,
+        newest_before=clock.ecu_time() + timedelta(days=20),
+    )
     await hub.stop()
     assert tally == DemoTally(sent=3, refused=3)
     assert out.count("REFUSED: the service did not store this record") == 3
