@@ -1,21 +1,14 @@
-"""Relay ECU connections to EMA byte for byte and publish a decoded copy.
+"""Listen on the relay ports, admit ECU connections and publish decoded frames.
 
-Every ECU connection gets exactly one upstream connection to the same port on EMA.
-Both directions are piped concurrently with asyncio protocols: bytes are written on
-to the other side first, then fed to a framer (one per direction) whose frames are
-decoded and handed to the listener. Decoding and the listener can never delay or
-change what is forwarded; their errors are logged and counted.
-
-Flow control keeps memory bounded: when one side's write buffer passes its high-water
-mark, reading from the other side pauses until it drains.
+Every admitted ECU connection becomes a ``Session`` (``session``), which pipes it
+byte for byte to the same port on EMA, or to a responder in cloudless mode. The
+relay is the session's host (``SessionHost``): it keeps the counters, decodes each
+frame the session cuts (the one guard around the decoder, so a decoder bug can
+never touch forwarding), hands it to the listener and reports upstream results.
 
 Which connections are taken, how long one may go without completing a frame and how
 many frames of it are decoded is decided in ``admission``; acknowledgements wait for
 the record to be on disk in ``durability``.
-
-When EMA cannot be reached the ECU's frames are still read and published, then the
-connection is closed without a reply so the ECU keeps its records and re-sends them.
-In cloudless mode nothing goes upstream; a responder answers the ECU.
 """
 
 from __future__ import annotations
@@ -99,7 +92,6 @@ class Relay:
         self._ids = itertools.count(1)
         self._ignored_ids: set[str] = set()
         self._outage_since: float | None = None
-        self._changed = asyncio.Event()
         self._stopping = False
 
     @property
@@ -168,22 +160,9 @@ class Relay:
         for port in list(self.counters.listeners):
             self.counters.listeners[port] = "stopped"
 
-    async def wait_until(self, predicate: Callable[[], bool], within: float) -> None:
-        """Wait until ``predicate()`` holds, re-checked when connections change.
-
-        Raises TimeoutError when it does not hold within ``within`` seconds.
-        """
-        async with asyncio.timeout(within):
-            while not predicate():
-                await self._changed.wait()
-
     # -- called by sessions (the SessionHost protocol) ----------------------
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def _accept(self, side: _EcuSide, transport: asyncio.Transport) -> None:
+    def _accept(self, side: Side, transport: asyncio.Transport) -> None:
         local = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
         port = int(local[1]) if local else 0
@@ -218,14 +197,12 @@ class Relay:
         self.counters.connections += 1
         self.counters.active_connections += 1
         session.begin()
-        self._notify()
 
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""
         self.admission.release(session)
         self._sessions.discard(session)
         self.counters.active_connections -= 1
-        self._notify()
 
     def publish(
         self, session: Session, raw: bytes, direction: Direction
@@ -378,10 +355,6 @@ class Relay:
         """Count a framer that failed and was dropped."""
         self.decode_errors += 1
 
-    def backpressure_changed(self) -> None:
-        """Note that a session paused or resumed reading for backpressure."""
-        self._notify()
-
     def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
         """Return the responder's reply to a frame, or None for no reply."""
         assert self._cloudless is not None
@@ -395,7 +368,7 @@ class Relay:
 class _EcuSide(Side):
     """The ECU's connection to us."""
 
-    def __init__(self, accept: Callable[[_EcuSide, asyncio.Transport], None]) -> None:
+    def __init__(self, accept: Callable[[Side, asyncio.Transport], None]) -> None:
         self._accept = accept
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

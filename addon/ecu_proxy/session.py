@@ -1,10 +1,19 @@
-"""Pipe one ECU connection to its upstream (or a responder) and decode a copy.
+"""Pipe one ECU connection to EMA (or a responder) and hand a copy to the relay.
 
 Longer than ~400 lines because one connection's lifecycle is one state machine.
 
-A ``Session`` forwards bytes first, then feeds each direction's framer and hands
-every frame to its host, the ``Relay``. All it may ask of the relay is the
-``SessionHost`` protocol (``session_host``); it never reaches into the relay.
+Every ECU connection gets exactly one upstream connection to the same port on EMA.
+Both directions are piped concurrently with asyncio protocols: bytes are written on
+to the other side first, then fed to a framer (one per direction) whose frames go
+to the host for decoding and publishing, so neither can delay or change what is
+forwarded. A session asks its host only what ``SessionHost`` lists.
+
+Flow control keeps memory bounded: when one side's write buffer passes its high-water
+mark, reading from the other side pauses until it drains.
+
+When EMA cannot be reached the ECU's frames are still read and published, then the
+connection is closed without a reply so the ECU keeps its records and re-sends them.
+In cloudless mode nothing goes upstream; a responder answers the ECU.
 """
 
 from __future__ import annotations
@@ -296,8 +305,6 @@ class Session:
             transport.pause_reading()
         else:
             transport.resume_reading()
-        if reason is Pause.BACKPRESSURE:
-            self._host.backpressure_changed()
 
     def write_paused(self, side: Side, *, paused: bool) -> None:
         """Stop (or restart) reading from the peer of a side whose buffer is full."""

@@ -97,8 +97,5 @@ class SessionHost(Protocol):
     def framer_failed(self) -> None:
         """Count a framer that failed and was dropped."""
 
-    def backpressure_changed(self) -> None:
-        """Note that a session paused or resumed reading for backpressure."""
-
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""
