@@ -6,7 +6,7 @@ lists; ``Relay`` implements it.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum, auto
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ class SessionMode(StrEnum):
     CLOUDLESS = "cloudless"
 
 
-class Pause(StrEnum):
-    """Why reading from one side is paused."""
+class Pause(Enum):
+    """Why reading from one side is paused (internal; never logged or shown)."""
 
-    CONNECTING = "connecting"
-    BACKPRESSURE = "backpressure"
+    CONNECTING = auto()
+    BACKPRESSURE = auto()
 
 
 class SessionHost(Protocol):
