@@ -26,7 +26,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dns.flags
 import dns.message
@@ -36,9 +36,12 @@ import dns.rrset
 
 from ecu_proxy.decoder import format_wire_timestamp
 from ecu_proxy.models import Direction, FrameEvent, FrameKind, UpstreamReport
+from ecu_proxy.relay import Relay
 
 if TYPE_CHECKING:
     import random
+
+    from ecu_proxy.session import Session, Side
 
 
 ECU_HOST = "127.0.0.1"
@@ -301,6 +304,40 @@ class FakeEcu:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+class WatchedRelay(Relay):
+    """A relay that tests can wait on: what they watch wakes ``wait_until``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> None:
+        """Wait until ``predicate()`` holds, re-checked when the relay changes."""
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _accept(self, side: Side, transport: asyncio.Transport) -> None:
+        super()._accept(side, transport)
+        self._changed.set()
+
+    def session_closed(self, session: Session) -> None:
+        """Forget the session and wake waiters."""
+        super().session_closed(session)
+        self._changed.set()
+
+    def skipped(self, session: Session, count: int) -> None:
+        """Count the skipped bytes and wake waiters."""
+        super().skipped(session, count)
+        self._changed.set()
+
+    def track_buffer(self, transport: asyncio.WriteTransport) -> None:
+        """Note the buffer size and wake waiters (a write may have paused reading)."""
+        super().track_buffer(transport)
+        self._changed.set()
 
 
 @dataclass

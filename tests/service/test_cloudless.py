@@ -13,6 +13,7 @@ from stand_ins import (
     FakeEcu,
     RecordingListener,
     StandInEma,
+    WatchedRelay,
     free_port_pair,
 )
 
@@ -25,7 +26,6 @@ from ecu_proxy.decoder import decode_frame, format_wire_timestamp
 from ecu_proxy.framing import aps_length
 from ecu_proxy.models import Direction, FrameKind, UpstreamResult
 from ecu_proxy.options import Mode, Options
-from ecu_proxy.relay import Relay
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -156,7 +156,7 @@ async def test_relay_in_cloudless_mode_answers_without_any_upstream(
         data_dir=tmp_path,
         idle_timeout=30.0,
     ).validate()
-    relay = Relay(
+    relay = WatchedRelay(
         options,
         listener,
         upstream=None,

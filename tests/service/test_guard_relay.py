@@ -22,6 +22,7 @@ from stand_ins import (
     FakeEcu,
     RecordingListener,
     StandInEma,
+    WatchedRelay,
     free_port_pair,
 )
 
@@ -30,7 +31,6 @@ from ecu_proxy.encoder import encode_control_poll
 from ecu_proxy.guard import Guard, GuardMode, GuardSettings
 from ecu_proxy.models import Direction
 from ecu_proxy.options import Options
-from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class GuardHarness:
     port: int = field(default_factory=free_port_pair)
     listener: RecordingListener = field(default_factory=RecordingListener)
     seen: list[Seen] = field(default_factory=list)
-    relay: Relay | None = None
+    relay: WatchedRelay | None = None
     ema: StandInEma | None = None
     guard: Guard | None = None
 
@@ -88,7 +88,7 @@ class GuardHarness:
         settings: GuardSettings,
         *,
         pieces: int = 1,
-    ) -> Relay:
+    ) -> WatchedRelay:
         """Start EMA and the relay; EMA answers a poll with ``command``."""
 
         async def handler(conn: EmaConnection) -> None:
@@ -116,7 +116,7 @@ class GuardHarness:
         ).validate()
         upstream = UpstreamResolver(EMA_HOST, (), self.tmp_path, allow_local=True)
         self.guard = Guard(settings)
-        self.relay = Relay(
+        self.relay = WatchedRelay(
             options, self.listener, upstream=upstream, cloudless=None, guard=self.guard
         )
         await self.relay.start()

@@ -24,6 +24,7 @@ from stand_ins import (
     RecordingListener,
     StandInDns,
     StandInEma,
+    WatchedRelay,
     acknowledge_frames,
     aps_frame,
     big_frame,
@@ -34,7 +35,6 @@ from stand_ins import (
 from ecu_proxy import relay as relay_module
 from ecu_proxy.models import Direction, FrameKind, UpstreamResult
 from ecu_proxy.options import Options
-from ecu_proxy.relay import Relay
 from ecu_proxy.upstream import UpstreamResolver
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ class Harness:
     tmp_path: Path
     port: int = field(default_factory=free_port_pair)
     listener: RecordingListener = field(default_factory=RecordingListener)
-    relay: Relay | None = None
+    relay: WatchedRelay | None = None
     ema: StandInEma | None = None
 
     async def start(
         self, handler: EmaHandler | None = acknowledge_frames, **changes: Any
-    ) -> Relay:
+    ) -> WatchedRelay:
         """Start the stand-in EMA (unless handler is None) and the relay."""
         if handler is not None:
             self.ema = StandInEma(self.port, handler=handler)
@@ -75,7 +75,9 @@ class Harness:
         settings.update(changes)
         options = Options(**settings).validate()
         upstream = UpstreamResolver(EMA_HOST, (), self.tmp_path, allow_local=True)
-        self.relay = Relay(options, self.listener, upstream=upstream, cloudless=None)
+        self.relay = WatchedRelay(
+            options, self.listener, upstream=upstream, cloudless=None
+        )
         await self.relay.start()
         return self.relay
 

@@ -25,6 +25,7 @@ from stand_ins import (
     FakeEcu,
     FakeLedger,
     StandInEma,
+    WatchedRelay,
     acknowledge_frames,
     free_port_pair,
 )
@@ -34,7 +35,6 @@ from ecu_proxy.cloudless import CloudlessResponder, encode_ema_reply
 from ecu_proxy.fdlimit import raise_open_files_limit
 from ecu_proxy.models import Direction, FrameKind
 from ecu_proxy.options import Mode, Options
-from ecu_proxy.relay import Relay
 from ecu_proxy.service import Service
 from ecu_proxy.upstream import UpstreamResolver
 
@@ -54,10 +54,10 @@ class Setup:
         self.port = free_port_pair()
         self.ledger = FakeLedger(auto_confirm=True)
         self.ema = StandInEma(self.port, handler=acknowledge_frames)
-        self.relay: Relay | None = None
+        self.relay: WatchedRelay | None = None
         self.clients: list[FakeEcu] = []
 
-    async def start(self, **limits: Any) -> Relay:
+    async def start(self, **limits: Any) -> WatchedRelay:
         await self.ema.start()
         options = Options(
             listen=ECU_HOST,
@@ -69,7 +69,7 @@ class Setup:
         ).validate()
         upstream = UpstreamResolver(EMA_HOST, (), self.tmp_path, allow_local=True)
         settings: dict[str, Any] = {"idle_timeout": 30.0, **limits}
-        self.relay = Relay(
+        self.relay = WatchedRelay(
             options,
             self.ledger,
             upstream=upstream,
@@ -355,7 +355,7 @@ async def test_cloudless_says_stored_only_once_the_disk_holds_it(
     options = Options(
         listen=ECU_HOST, ports=(port,), mode=Mode.CLOUDLESS, data_dir=tmp_path
     ).validate()
-    relay = Relay(
+    relay = WatchedRelay(
         options,
         ledger,
         upstream=None,
