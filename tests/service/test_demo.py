@@ -12,7 +12,6 @@ import pytest
 
 from ecu_proxy.cloudless import CloudlessResponder
 from ecu_proxy.decoder import decode_frame
-from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.demo import (
     DEFAULT_DAY_MINUTES,
     DemoTally,
@@ -23,6 +22,7 @@ from ecu_proxy.demo import (
     run_demo,
     simulate,
 )
+from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.framing import Framer
 from ecu_proxy.hub import Hub
 from ecu_proxy.identity import load_or_create_server_id
