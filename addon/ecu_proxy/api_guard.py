@@ -64,7 +64,7 @@ class ConnectionGuard:
         header_timeout: float = HEADER_TIMEOUT_S,
     ) -> None:
         """Guard connections made by ``factory``."""
-        self._factory = factory
+        self.factory = factory
         self.limit = limit
         self.per_address = per_address
         self.header_timeout = header_timeout
@@ -89,9 +89,10 @@ class ConnectionGuard:
             if guarded is not None:
                 guarded.started()
 
-    def _admit(
+    def admit(
         self, guarded: _GuardedProtocol, transport: asyncio.Transport, address: str
     ) -> bool:
+        """Take a new connection in, making room if one waits; say if it was."""
         if self._by_address.get(address, 0) >= self.per_address:
             return self._refuse(f"{self.per_address} open from {address}")
         if len(self._open) >= self.limit:
@@ -110,7 +111,8 @@ class ConnectionGuard:
         )
         return False
 
-    def _forget(self, transport: asyncio.BaseTransport, address: str) -> None:
+    def forget(self, transport: asyncio.BaseTransport, address: str) -> None:
+        """Give a closed connection's place back."""
         if self._open.pop(transport, None) is not None:
             left = self._by_address.get(address, 1) - 1
             if left > 0:
@@ -118,7 +120,8 @@ class ConnectionGuard:
             else:
                 self._by_address.pop(address, None)
 
-    def _expired(self, peer: str, *, displaced: bool) -> None:
+    def expired(self, peer: str, *, displaced: bool) -> None:
+        """Count a connection that sent no complete request in time."""
         self.timed_out += 1
         if displaced:
             _LIMITED.limited_warning(
@@ -155,11 +158,11 @@ class _GuardedProtocol(asyncio.Protocol):
         tcp = cast("asyncio.Transport", transport)
         peer = tcp.get_extra_info("peername")
         self._address = str(peer[0]) if peer else "?"
-        if not self._guard._admit(self, tcp, self._address):
+        if not self._guard.admit(self, tcp, self._address):
             tcp.abort()
             return
         self._transport = tcp
-        self._inner = self._guard._factory()
+        self._inner = self._guard.factory()
         self._timer = asyncio.get_running_loop().call_later(
             self._guard.header_timeout, self.expire
         )
@@ -174,8 +177,8 @@ class _GuardedProtocol(asyncio.Protocol):
         """Close a connection that sent no complete request head in time."""
         self.started()
         if self._transport is not None:
-            self._guard._expired(self._address, displaced=displaced)
-            self._guard._forget(self._transport, self._address)
+            self._guard.expired(self._address, displaced=displaced)
+            self._guard.forget(self._transport, self._address)
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -196,7 +199,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.started()
         if self._transport is not None:
-            self._guard._forget(self._transport, self._address)
+            self._guard.forget(self._transport, self._address)
         if self._inner is not None:
             self._inner.connection_lost(exc)
 

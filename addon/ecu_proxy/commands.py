@@ -266,7 +266,7 @@ class CommandLog:
             return
         try:
             if document.get("format") != FORMAT:
-                raise ValueError(f"unknown format {document.get('format')!r}")
+                raise ValueError(f"unknown format {document.get('format')!r}")  # noqa: TRY301
             for ecu_id, items in document["ecus"].items():
                 for item in items:
                     entry = CommandEntry.from_dict(item)

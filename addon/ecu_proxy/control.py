@@ -155,7 +155,7 @@ def decode_control(text: str) -> ControlDetails | str:
     """
     try:
         return _decode(text)
-    except Exception as err:  # the contract is "never raises"
+    except Exception as err:  # noqa: BLE001 - the contract is "never raises"
         reason = (
             str(err)
             if isinstance(err, ControlError)

@@ -170,21 +170,20 @@ class Subscription:
         if self.closed:
             return False
         size = _text_size(item) if self._max_bytes is not None else 0
-        try:
-            if (
-                self._max_bytes is not None
-                and self.queued_bytes  # one message alone may exceed the budget
-                and self.queued_bytes + size > self._max_bytes
-            ):
-                raise asyncio.QueueFull
-            self._queue.put_nowait(item)
-            self.queued_bytes += size
-        except asyncio.QueueFull:
-            self.closed = True
-            self.overflowed.set()
-            self._hub.unsubscribe(self)
-            return False
-        return True
+        over_budget = (
+            self._max_bytes is not None
+            and self.queued_bytes > 0  # one message alone may exceed the budget
+            and self.queued_bytes + size > self._max_bytes
+        )
+        if not over_budget:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(item)
+                self.queued_bytes += size
+                return True
+        self.closed = True
+        self.overflowed.set()
+        self._hub.unsubscribe(self)
+        return False
 
 
 class Hub:

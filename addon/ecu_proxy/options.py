@@ -250,7 +250,7 @@ def _coerce(name: str, value: Any) -> Any:
                 | "mqtt_discovery"
             ):
                 if not isinstance(value, bool):
-                    raise TypeError("expected true or false")
+                    raise TypeError("expected true or false")  # noqa: TRY301 - named below
                 return value
             case "idle_timeout":
                 return float(value)

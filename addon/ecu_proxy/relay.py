@@ -216,7 +216,7 @@ class Relay:
         self.counters.frames_relayed += 1
         try:
             frame = decode_frame(raw, direction)
-        except Exception as err:  # the decoder must never stop the relay
+        except Exception as err:  # noqa: BLE001 - never let decoding stop the relay
             self.decode_errors += 1
             self.counters.frames_invalid += 1
             self.log.limited_warning(

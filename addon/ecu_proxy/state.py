@@ -433,7 +433,7 @@ class EcuState:
         count = data.get("inverter_count")
         if count is not None and not isinstance(count, int):
             raise StateFormatError("inverter_count must be an integer")
-        ecu = cls(
+        return cls(
             ecu_id=str_of(data, "ecu_id"),
             model=opt_str(data, "model"),
             last_seen=opt_time(data, "last_seen"),
@@ -457,7 +457,6 @@ class EcuState:
             records=int_of(data, "records") if "records" in data else len(seen),
             peaks=EcuPeaks.from_persisted(data.get("peaks")),
         )
-        return ecu
 
     def remember(self, stamp: str, mark: int | None = None) -> None:
         """Record a counted timestamp and forget those out of the window."""
@@ -662,7 +661,9 @@ class LiveState:
             for key, value in data.items():
                 ecu = EcuState.from_persisted(value)
                 if ecu.ecu_id != key:
-                    raise StateFormatError(f"ECU entry {key!r} holds {ecu.ecu_id!r}")
+                    raise StateFormatError(  # noqa: TRY301 - passed on as it is
+                        f"ECU entry {key!r} holds {ecu.ecu_id!r}"
+                    )
                 ecus[key] = ecu
         except StateFormatError:
             raise

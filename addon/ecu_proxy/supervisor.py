@@ -167,7 +167,7 @@ async def announce(
             await asyncio.sleep(_backoff(attempt - 1, base_delay))
         try:
             ready = await api_ready()
-        except Exception as err:  # any probe failure means "not yet"
+        except Exception as err:  # noqa: BLE001 - any probe failure means "not yet"
             _LOGGER.debug("API readiness probe failed: %s", err)
             ready = False
         if not ready:

@@ -196,7 +196,7 @@ class Client:
             if self._token:
                 await self._authenticate(ws, self._token)
             elif info.requires_auth:
-                raise InvalidAuth("the service requires a token")
+                raise InvalidAuth("the service requires a token")  # noqa: TRY301
         except BaseException:
             await ws.close()
             raise

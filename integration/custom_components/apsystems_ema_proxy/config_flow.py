@@ -90,7 +90,7 @@ async def _async_try(
         return None, {"base": "incompatible_schema"}
     except ProxyClientError:
         return None, {"base": "cannot_connect"}
-    except Exception:
+    except Exception:  # noqa: BLE001 - the form shows "unknown", the log the cause
         LOGGER.exception("Unexpected error while connecting to %s", url)
         return None, {"base": "unknown"}
 
