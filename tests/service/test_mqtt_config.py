@@ -20,6 +20,8 @@ from ecu_proxy.mqtt.discovery import (
     ECU_ENTITIES,
     INVERTER_ENTITIES,
     INVERTER_ONLINE,
+    RETIRED_ECU_ENTITIES,
+    SERVICE_ENTITIES,
     EntitySpec,
     phase_voltage,
 )
@@ -236,23 +238,33 @@ def _check(spec: EntitySpec, description: EntityDescription, platform: str) -> N
     )
     assert spec.enabled_by_default == description.entity_registry_enabled_default
     if platform == "sensor":
-        assert isinstance(description, sensor.EmaProxySensorEntityDescription)
+        assert isinstance(description, sensor.SensorEntityDescription)
         assert spec.state_class == (
             str(description.state_class) if description.state_class else None
         )
         assert spec.unit == description.native_unit_of_measurement
         assert spec.precision == description.suggested_display_precision
-        assert spec.when_stale.name == description.when_stale.name
+        when_stale = getattr(description, "when_stale", sensor.WhenStale.KEEP)
+        assert spec.when_stale.name == when_stale.name
 
 
 def test_entity_table_mirrors_the_integrations_descriptions() -> None:
     ecu_sensors = [s for s in ECU_ENTITIES if s.platform == "sensor"]
-    assert len(ecu_sensors) == len(sensor.ECU_SENSORS)
-    for spec, description in zip(ecu_sensors, sensor.ECU_SENSORS, strict=True):
+    descriptions = (*sensor.ECU_SENSORS, sensor.ENERGY_THIS_HOUR_SENSOR)
+    for spec, description in zip(ecu_sensors, descriptions, strict=True):
         _check(spec, description, "sensor")
     ecu_binary = [s for s in ECU_ENTITIES if s.platform == "binary_sensor"]
-    for spec, bdesc in zip(ecu_binary, binary_sensor.ECU_BINARY_SENSORS, strict=True):
+    binaries = (*binary_sensor.ECU_BINARY_SENSORS, binary_sensor.REPORTING_SENSOR)
+    for spec, bdesc in zip(ecu_binary, binaries, strict=True):
         _check(spec, bdesc, "binary_sensor")
+    # What the integration retired is what discovery withdraws.
+    assert set(RETIRED_ECU_ENTITIES) == set(sensor.RETIRED_SENSOR_KEYS)
+    assert not {s.key for s in ECU_ENTITIES} & set(RETIRED_ECU_ENTITIES)
+    service_sensors = [s for s in SERVICE_ENTITIES if s.platform == "sensor"]
+    for spec, sdesc in zip(service_sensors, sensor.SERVICE_SENSORS, strict=True):
+        _check(spec, sdesc, "sensor")
+    (reachable,) = [s for s in SERVICE_ENTITIES if s.platform == "binary_sensor"]
+    _check(reachable, binary_sensor.EMA_REACHABLE_SENSOR, "binary_sensor")
     for spec, inv in zip(INVERTER_ENTITIES, sensor.INVERTER_SENSORS, strict=True):
         _check(spec, inv, "sensor")
     _check(AC_VOLTAGE, sensor.AC_VOLTAGE_SENSOR, "sensor")
