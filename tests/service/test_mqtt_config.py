@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from aiohttp import web
+from homeassistant.components.sensor import SensorEntityDescription
 
 from custom_components.apsystems_ema_proxy import binary_sensor, sensor
 from ecu_proxy.mqtt.availability import is_fresh, stale_at
@@ -238,7 +239,7 @@ def _check(spec: EntitySpec, description: EntityDescription, platform: str) -> N
     )
     assert spec.enabled_by_default == description.entity_registry_enabled_default
     if platform == "sensor":
-        assert isinstance(description, sensor.SensorEntityDescription)
+        assert isinstance(description, SensorEntityDescription)
         assert spec.state_class == (
             str(description.state_class) if description.state_class else None
         )
