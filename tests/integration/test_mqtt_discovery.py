@@ -8,12 +8,14 @@ show the same devices.
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+from homeassistant.components import mqtt
 from homeassistant.const import (
     EVENT_STATE_CHANGED,
     STATE_OFF,
@@ -295,6 +297,63 @@ async def test_entities_follow_the_integrations_night_rules(
                     hass, "sensor", f"mqtt_{ECU_ID}_energy_this_hour", "last_reset"
                 )
                 == this_hour()
+            ),
+        )
+    finally:
+        await publisher.stop()
+        assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
+
+
+async def test_retired_last_report_sensor_is_withdrawn(
+    hass: HomeAssistant, broker: Mosquitto, hub: Hub
+) -> None:
+    mqtt_entry = await setup_mqtt(hass, broker)
+    prefix = "apsystems_ecu_proxy"
+    last_report = ("sensor", f"mqtt_{ECU_ID}_last_report")
+    # The retained config an older version of the service left on the broker.
+    older = {
+        "device": {"identifiers": [f"{prefix}_{ECU_ID}"], "name": f"ECU-R {ECU_ID}"},
+        "origin": {"name": "APsystems ECU Proxy"},
+        "components": {
+            "last_report": {
+                "platform": "sensor",
+                "unique_id": last_report[1],
+                "name": "Last report",
+                "value_template": "{{ value_json.last_seen }}",
+                "device_class": "timestamp",
+            }
+        },
+        "state_topic": f"{prefix}/{ECU_ID}/state",
+        "availability": [{"topic": f"{prefix}/service/{SERVER_ID}/availability"}],
+    }
+    await mqtt.async_publish(
+        hass,
+        f"homeassistant/device/{prefix}_{ECU_ID}/config",
+        json.dumps(older),
+        qos=1,
+        retain=True,
+    )
+    entities = er.async_get(hass)
+    await wait_until(
+        hass,
+        lambda: (
+            entities.async_get_entity_id(*last_report[:1], "mqtt", last_report[1])
+            is not None
+        ),
+    )
+    publisher = MqttPublisher(
+        hub, Options(mqtt_enabled=True, mqtt_host="127.0.0.1", mqtt_port=broker.port)
+    )
+    publisher.start()
+    try:
+        hub.frame_received(data_record(inverter("07", YC600), at=dt_util.utcnow()))
+        await wait_until(
+            hass,
+            lambda: (
+                entities.async_get_entity_id(*last_report[:1], "mqtt", last_report[1])
+                is None
+                and state_of(hass, "binary_sensor", f"mqtt_{ECU_ID}_reporting")
+                == STATE_ON
             ),
         )
     finally:
