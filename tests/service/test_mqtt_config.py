@@ -27,6 +27,7 @@ from ecu_proxy.mqtt.discovery import (
     phase_voltage,
 )
 from ecu_proxy.mqtt.publisher import Message, Outbox
+from ecu_proxy.mqtt.service_state import ema_reachable, service_state
 from ecu_proxy.options import Options, OptionsError, options_from_mapping
 from ecu_proxy.supervisor import SupervisorClient
 
@@ -214,6 +215,23 @@ def test_fresh_means_reported_recently_and_in_the_newest_record() -> None:
     assert stale_at({"online": True, "last_seen": seen}, limit) == NOW + timedelta(
         minutes=1
     )
+
+
+def test_ema_reachable_follows_the_newest_upload_of_any_ecu() -> None:
+    def ecu(result: str | None, minute: int) -> dict[str, Any]:
+        at = (NOW + timedelta(minutes=minute)).isoformat()
+        return {"upstream": {"result": result, "at": at}}
+
+    assert service_state("1.2.3", {}) == {
+        "ecus_seen": 0,
+        "version": "1.2.3",
+        "ema_reachable": None,
+    }
+    assert ema_reachable({"a": ecu(None, 0), "b": ecu("cloudless", 5)}) is None
+    assert ema_reachable({"a": ecu("ok", 0), "b": ecu("timeout", 5)}) is False
+    assert ema_reachable({"a": ecu("ok", 10), "b": ecu("timeout", 5)}) is True
+    # Cloudless uploads say nothing about EMA, however new.
+    assert ema_reachable({"a": ecu("ok", 0), "b": ecu("cloudless", 5)}) is True
 
 
 # --- the table mirrors the integration ---------------------------------------------

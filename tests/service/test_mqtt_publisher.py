@@ -674,6 +674,8 @@ async def test_devices_lost_across_a_restart_are_withdrawn(
     assert discovery_topic(QS1) not in fresh.latest
     assert state_topic(ECU_ID, QS1) not in fresh.latest
     assert json.loads(fresh.text(other) or "") == foreign  # not ours: left alone
+    # The service's own device is always present, so never swept away.
+    assert config_of(fresh, SERVER_ID)["device"]["name"] == "APsystems ECU Proxy"
 
 
 async def test_relay_and_state_carry_on_while_the_broker_is_away(
