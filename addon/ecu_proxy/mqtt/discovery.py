@@ -1,4 +1,4 @@
-"""Home Assistant device-based discovery payloads, one per ECU and inverter.
+"""Home Assistant device-based discovery payloads: the service, each ECU and inverter.
 
 The entities mirror the integration's sensors (sensor.py and binary_sensor.py of
 ``apsystems_ema_proxy``): the same names, device classes, state classes, units,
