@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from aiohttp import web
+from homeassistant.components.sensor import SensorEntityDescription
 
 from custom_components.apsystems_ema_proxy import binary_sensor, sensor
 from ecu_proxy.mqtt.availability import is_fresh, stale_at
@@ -20,10 +21,13 @@ from ecu_proxy.mqtt.discovery import (
     ECU_ENTITIES,
     INVERTER_ENTITIES,
     INVERTER_ONLINE,
+    RETIRED_ECU_ENTITIES,
+    SERVICE_ENTITIES,
     EntitySpec,
     phase_voltage,
 )
 from ecu_proxy.mqtt.publisher import Message, Outbox
+from ecu_proxy.mqtt.service_state import ema_reachable, service_state
 from ecu_proxy.options import Options, OptionsError, options_from_mapping
 from ecu_proxy.supervisor import SupervisorClient
 
@@ -213,6 +217,23 @@ def test_fresh_means_reported_recently_and_in_the_newest_record() -> None:
     )
 
 
+def test_ema_reachable_follows_the_newest_upload_of_any_ecu() -> None:
+    def ecu(result: str | None, minute: int) -> dict[str, Any]:
+        at = (NOW + timedelta(minutes=minute)).isoformat()
+        return {"upstream": {"result": result, "at": at}}
+
+    assert service_state("1.2.3", {}) == {
+        "ecus_seen": 0,
+        "version": "1.2.3",
+        "ema_reachable": None,
+    }
+    assert ema_reachable({"a": ecu(None, 0), "b": ecu("cloudless", 5)}) is None
+    assert ema_reachable({"a": ecu("ok", 0), "b": ecu("timeout", 5)}) is False
+    assert ema_reachable({"a": ecu("ok", 10), "b": ecu("timeout", 5)}) is True
+    # Cloudless uploads say nothing about EMA, however new.
+    assert ema_reachable({"a": ecu("ok", 0), "b": ecu("cloudless", 5)}) is True
+
+
 # --- the table mirrors the integration ---------------------------------------------
 
 
@@ -236,23 +257,33 @@ def _check(spec: EntitySpec, description: EntityDescription, platform: str) -> N
     )
     assert spec.enabled_by_default == description.entity_registry_enabled_default
     if platform == "sensor":
-        assert isinstance(description, sensor.EmaProxySensorEntityDescription)
+        assert isinstance(description, SensorEntityDescription)
         assert spec.state_class == (
             str(description.state_class) if description.state_class else None
         )
         assert spec.unit == description.native_unit_of_measurement
         assert spec.precision == description.suggested_display_precision
-        assert spec.when_stale.name == description.when_stale.name
+        when_stale = getattr(description, "when_stale", sensor.WhenStale.KEEP)
+        assert spec.when_stale.name == when_stale.name
 
 
 def test_entity_table_mirrors_the_integrations_descriptions() -> None:
     ecu_sensors = [s for s in ECU_ENTITIES if s.platform == "sensor"]
-    assert len(ecu_sensors) == len(sensor.ECU_SENSORS)
-    for spec, description in zip(ecu_sensors, sensor.ECU_SENSORS, strict=True):
+    descriptions = (*sensor.ECU_SENSORS, sensor.ENERGY_THIS_HOUR_SENSOR)
+    for spec, description in zip(ecu_sensors, descriptions, strict=True):
         _check(spec, description, "sensor")
     ecu_binary = [s for s in ECU_ENTITIES if s.platform == "binary_sensor"]
-    for spec, bdesc in zip(ecu_binary, binary_sensor.ECU_BINARY_SENSORS, strict=True):
+    binaries = (*binary_sensor.ECU_BINARY_SENSORS, binary_sensor.REPORTING_SENSOR)
+    for spec, bdesc in zip(ecu_binary, binaries, strict=True):
         _check(spec, bdesc, "binary_sensor")
+    # What the integration retired is what discovery withdraws.
+    assert set(RETIRED_ECU_ENTITIES) == set(sensor.RETIRED_SENSOR_KEYS)
+    assert not {s.key for s in ECU_ENTITIES} & set(RETIRED_ECU_ENTITIES)
+    service_sensors = [s for s in SERVICE_ENTITIES if s.platform == "sensor"]
+    for spec, sdesc in zip(service_sensors, sensor.SERVICE_SENSORS, strict=True):
+        _check(spec, sdesc, "sensor")
+    (reachable,) = [s for s in SERVICE_ENTITIES if s.platform == "binary_sensor"]
+    _check(reachable, binary_sensor.EMA_REACHABLE_SENSOR, "binary_sensor")
     for spec, inv in zip(INVERTER_ENTITIES, sensor.INVERTER_SENSORS, strict=True):
         _check(spec, inv, "sensor")
     _check(AC_VOLTAGE, sensor.AC_VOLTAGE_SENSOR, "sensor")

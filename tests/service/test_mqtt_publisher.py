@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,8 @@ from records import CAPTURE, ECU_ID, inverter, raw_inverter
 from stand_ins import FakeEcu
 
 from ecu_proxy.hub import Hub
+from ecu_proxy.models import UpstreamReport, UpstreamResult
+from ecu_proxy.mqtt.discovery import RETIRED_ECU_ENTITIES
 from ecu_proxy.mqtt.publisher import MqttPublisher, MqttState
 from ecu_proxy.options import Mode, Options
 from ecu_proxy.service import Service
@@ -149,7 +151,7 @@ async def test_discovery_validates_against_home_assistant_schemas(
 ) -> None:
     async with subscriber(broker.port) as (_client, received):
         hub.frame_received(record(*fleet()))
-        devices = (ECU_ID, YC600, QS1, YC1000, UNKNOWN)
+        devices = (SERVER_ID, ECU_ID, YC600, QS1, YC1000, UNKNOWN)
         await received.wait_for(
             lambda: all(received.text(discovery_topic(d)) for d in devices)
         )
@@ -162,7 +164,11 @@ async def test_discovery_validates_against_home_assistant_schemas(
         payload = config_of(received, device_id)
         DEVICE_DISCOVERY_SCHEMA(payload)
         assert payload["origin"]["name"] == "APsystems ECU Proxy"
-        for component in payload["components"].values():
+        for key, component in payload["components"].items():
+            if key in RETIRED_ECU_ENTITIES:
+                # Platform only: Home Assistant's way to withdraw one component.
+                assert component == {"platform": RETIRED_ECU_ENTITIES[key]}
+                continue
             # Home Assistant merges the device's shared options into each one.
             merged = {k: payload[k] for k in shared if k not in component}
             merged |= {k: v for k, v in component.items() if k != "platform"}
@@ -178,26 +184,41 @@ async def test_entities_follow_the_integrations_ids_and_devices(
         hub.frame_received(record(*fleet()))
         await received.wait_for(
             lambda: all(
-                received.text(discovery_topic(d)) for d in (ECU_ID, YC600, UNKNOWN)
+                received.text(discovery_topic(d))
+                for d in (SERVER_ID, ECU_ID, YC600, UNKNOWN)
             )
         )
+        service = config_of(received, SERVER_ID)
         ecu = config_of(received, ECU_ID)
         yc600 = config_of(received, YC600)
         yc1000 = config_of(received, YC1000)
         unknown = config_of(received, UNKNOWN)
     assert ecu["device"]["name"] == f"ECU-R {ECU_ID}"
-    assert {c["unique_id"] for c in ecu["components"].values()} == {
+    assert {c.get("unique_id") for c in ecu["components"].values()} - {None} == {
         f"mqtt_{ECU_ID}_{key}"
         for key in (
             "power",
             "energy_today",
             "lifetime_energy",
             "inverters_online",
-            "last_report",
+            "peak_power_today",
+            "peak_power_ever",
             "ema_round_trip",
             "ema_upload",
+            "reporting",
+            "energy_this_hour",
         )
     }
+    # The retired "Last report" sensor is withdrawn from older configs.
+    assert ecu["components"]["last_report"] == {"platform": "sensor"}
+    reporting = ecu["components"]["reporting"]
+    assert reporting["json_attributes_topic"] == state_topic(ECU_ID)
+    assert "last_reset_value_template" in ecu["components"]["energy_this_hour"]
+    assert ecu["device"]["via_device"] == service["device"]["identifiers"][0]
+    assert {c["unique_id"] for c in service["components"].values()} == {
+        f"mqtt_{SERVER_ID}_{key}" for key in ("ecus_seen", "version", "ema_reachable")
+    }
+    assert service["state_topic"] == f"{PREFIX}/service/{SERVER_ID}/state"
     assert yc600["device"]["name"] == f"YC600 {YC600}"
     assert yc600["device"]["via_device"] == ecu["device"]["identifiers"][0]
     assert yc600["components"]["channel_power_2"]["name"] == "Power channel 2"
@@ -238,6 +259,49 @@ async def test_state_payloads_match_the_state_schema(
         availability = received.text(f"{PREFIX}/{ECU_ID}/{inv_id}/availability")
         assert availability == "online"
     assert received.text(f"{PREFIX}/service/{SERVER_ID}/availability") == "online"
+
+
+async def test_service_state_topic_carries_ecus_version_and_ema_reachable(
+    hub: Hub, broker: Mosquitto, publisher: MqttPublisher
+) -> None:
+    topic = f"{PREFIX}/service/{SERVER_ID}/state"
+    async with subscriber(broker.port) as (_client, received):
+        await received.wait_for(lambda: received.text(topic) is not None)
+        assert json.loads(received.text(topic) or "") == {
+            "ecus_seen": 0,
+            "version": "9.9.9",
+            "ema_reachable": None,
+        }
+        hub.frame_received(record(inverter("07", YC600)))
+        await received.wait_for(
+            lambda: json.loads(received.text(topic) or "{}").get("ecus_seen") == 1
+        )
+        now = datetime.now(UTC)
+        hub.upstream_result(
+            UpstreamReport(ECU_ID, 8995, UpstreamResult.OK, now, rtt_ms=42.0)
+        )
+        await received.wait_for(
+            lambda: (
+                json.loads(received.text(topic) or "{}").get("ema_reachable") is True
+            )
+        )
+        later = now + timedelta(minutes=5)
+        hub.upstream_result(
+            UpstreamReport(ECU_ID, 8995, UpstreamResult.UNREACHABLE, later)
+        )
+        await received.wait_for(
+            lambda: (
+                json.loads(received.text(topic) or "{}").get("ema_reachable") is False
+            )
+        )
+    # Retained: a later subscriber gets it at once.
+    async with subscriber(broker.port, topic) as (_client, fresh):
+        await fresh.wait_for(lambda: fresh.text(topic) is not None)
+    assert json.loads(fresh.text(topic) or "") == {
+        "ecus_seen": 1,
+        "version": "9.9.9",
+        "ema_reachable": False,
+    }
 
 
 async def test_inverter_turns_offline_when_it_goes_stale(
@@ -610,6 +674,8 @@ async def test_devices_lost_across_a_restart_are_withdrawn(
     assert discovery_topic(QS1) not in fresh.latest
     assert state_topic(ECU_ID, QS1) not in fresh.latest
     assert json.loads(fresh.text(other) or "") == foreign  # not ours: left alone
+    # The service's own device is always present, so never swept away.
+    assert config_of(fresh, SERVER_ID)["device"]["name"] == "APsystems ECU Proxy"
 
 
 async def test_relay_and_state_carry_on_while_the_broker_is_away(

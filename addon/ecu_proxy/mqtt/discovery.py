@@ -1,4 +1,4 @@
-"""Home Assistant device-based discovery payloads, one per ECU and inverter.
+"""Home Assistant device-based discovery payloads: the service, each ECU and inverter.
 
 The entities mirror the integration's sensors (sensor.py and binary_sensor.py of
 ``apsystems_ema_proxy``): the same names, device classes, state classes, units,
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 UNIQUE_ID_PREFIX = "mqtt_"
 MANUFACTURER = "APsystems"
 ORIGIN_NAME = "APsystems ECU Proxy"
+SERVICE_MANUFACTURER = "APsystems ECU Proxy project"
+SERVICE_MODEL = "ECU Proxy"
 PROJECT_URL = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
 EMA_URL = "https://www.apsystemsema.com"
 
@@ -74,8 +76,13 @@ ECU_ENTITIES: tuple[EntitySpec, ...] = (
         state_class="measurement", icon="mdi:counter", when_stale=WhenStale.ZERO,
     ),
     EntitySpec(
-        "last_report", "Last report", "last_seen", device_class="timestamp",
-        entity_category="diagnostic", icon="mdi:clock-check-outline",
+        "peak_power_today", "Peak power today", "peak_power_today_w",
+        device_class="power", state_class="measurement", unit="W", precision=0,
+        icon="mdi:chart-bell-curve",
+    ),
+    EntitySpec(
+        "peak_power_ever", "Peak power ever", "peak_power_ever_w",
+        device_class="power", unit="W", precision=0, icon="mdi:trophy-outline",
     ),
     EntitySpec(
         "ema_round_trip", "EMA round-trip time", "upstream.rtt_ms",
@@ -87,6 +94,39 @@ ECU_ENTITIES: tuple[EntitySpec, ...] = (
         "ema_upload", "EMA upload", "upstream.result", platform="binary_sensor",
         device_class="connectivity", entity_category="diagnostic",
         icon="mdi:cloud-check-outline",
+    ),
+    # On while the ECU uploads; the time of its last report is an attribute.
+    EntitySpec(
+        "reporting", "Reporting", "last_seen", platform="binary_sensor",
+        device_class="connectivity", icon="mdi:clock-check-outline",
+    ),
+    # A meter that starts again every hour: `total` with `last_reset`.
+    EntitySpec(
+        "energy_this_hour", "Energy this hour", "energy_this_hour_kwh",
+        device_class="energy", state_class="total", unit="kWh", precision=3,
+        icon="mdi:clock-outline",
+    ),
+)  # fmt: skip
+
+# Entities the integration no longer has, by key -> platform. Every ECU config
+# lists them with their platform only, which makes Home Assistant remove an entity
+# discovered from an older config (MQTT device discovery's way to withdraw one
+# component); for an entity it never had, the entry does nothing.
+RETIRED_ECU_ENTITIES: dict[str, str] = {"last_report": "sensor"}
+
+# The service itself: its state is on the service state topic.
+SERVICE_ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec(
+        "ecus_seen", "ECUs seen", "ecus_seen", state_class="measurement",
+        icon="mdi:counter",
+    ),
+    EntitySpec(
+        "version", "Version", "version", entity_category="diagnostic",
+        icon="mdi:tag-outline",
+    ),
+    EntitySpec(
+        "ema_reachable", "EMA reachable", "ema_reachable", platform="binary_sensor",
+        device_class="connectivity", icon="mdi:cloud-check-outline",
     ),
 )  # fmt: skip
 
@@ -113,6 +153,15 @@ INVERTER_ENTITIES: tuple[EntitySpec, ...] = (
         "temperature", "Temperature", "temperature_c", device_class="temperature",
         state_class="measurement", unit="°C", precision=0,
         when_stale=WhenStale.UNAVAILABLE,
+    ),
+    EntitySpec(
+        "peak_power_today", "Peak power today", "peak_power_today_w",
+        device_class="power", state_class="measurement", unit="W", precision=0,
+        icon="mdi:chart-bell-curve",
+    ),
+    EntitySpec(
+        "peak_power_ever", "Peak power ever", "peak_power_ever_w",
+        device_class="power", unit="W", precision=0, icon="mdi:trophy-outline",
     ),
 )  # fmt: skip
 
@@ -198,6 +247,17 @@ def _fresh_test(stale_after: timedelta, *, inverter: bool) -> str:
     return f"value_json.online and {test}" if inverter else test
 
 
+# The hour of ``energy_this_hour_kwh`` is the ECU's wall clock, read in Home
+# Assistant's time zone like the integration does; once that hour is over the
+# meter shows 0 and its cycle starts on the current hour.
+_HOUR = (
+    "{% set s = value_json.hour_start %}"
+    "{% set start = as_datetime(s).replace(tzinfo=now().tzinfo) if s else none %}"
+    "{% set hour = now().replace(minute=0, second=0, microsecond=0) %}"
+    "{% set current = start is not none and start >= hour %}"
+)
+
+
 def _template(spec: EntitySpec, path: str, fresh: str) -> str:
     """Return the value template of an entity whose value is at ``path``."""
     if spec.key == "ema_upload":
@@ -207,9 +267,36 @@ def _template(spec: EntitySpec, path: str, fresh: str) -> str:
             "{{ 'None' if r in (none, 'cloudless') "
             "else ('ON' if r == 'ok' else 'OFF') }}"
         )
+    if spec.key == "reporting":
+        return f"{{{{ 'ON' if {fresh} else 'OFF' }}}}"
+    if spec.key == "energy_this_hour":
+        return f"{_HOUR}{{{{ value_json.{path} if current else 0 }}}}"
+    if spec.platform == "binary_sensor":  # true, false or null
+        return (
+            f"{{% set v = value_json.{path} %}}"
+            "{{ 'None' if v is none else ('ON' if v else 'OFF') }}"
+        )
     if spec.when_stale is WhenStale.ZERO:
         return f"{{{{ value_json.{path} if {fresh} else 0 }}}}"
     return f"{{{{ value_json.{path} }}}}"
+
+
+def _extras(spec: EntitySpec, state_topic: str) -> dict[str, str]:
+    """Return what an entity needs beyond its value (attributes, meter resets)."""
+    if spec.key == "reporting":
+        return {
+            "json_attributes_topic": state_topic,
+            "json_attributes_template": (
+                "{{ {'last_report': value_json.last_seen} | tojson }}"
+            ),
+        }
+    if spec.key == "energy_this_hour":
+        return {
+            "last_reset_value_template": (
+                f"{_HOUR}{{{{ (start if current else hour).isoformat() }}}}"
+            )
+        }
+    return {}
 
 
 def _component(
@@ -258,15 +345,18 @@ def ecu_config(
     ecu_id: str = ecu["ecu_id"]
     model = ecu.get("model") or "ECU"
     fresh = _fresh_test(stale_after, inverter=False)
-    components = {
+    state_topic = topics.ecu_state(ecu_id)
+    components: dict[str, Any] = {
         spec.key: _component(
             spec,
             f"{UNIQUE_ID_PREFIX}{ecu_id}_{spec.key}",
             _template(spec, spec.path, fresh),
             None,
         )
+        | _extras(spec, state_topic)
         for spec in ECU_ENTITIES
     }
+    components |= {k: {"platform": p} for k, p in RETIRED_ECU_ENTITIES.items()}
     return {
         "device": {
             "identifiers": [topics.object_id(ecu_id)],
@@ -275,10 +365,39 @@ def ecu_config(
             "model": model,
             "serial_number": ecu_id,
             "configuration_url": EMA_URL,
+            "via_device": topics.object_id(topics.server_id),
         },
         "origin": _origin(version),
         "components": components,
-        "state_topic": topics.ecu_state(ecu_id),
+        "state_topic": state_topic,
+        "availability": [{"topic": topics.service_availability}],
+        "qos": 1,
+    }
+
+
+def service_config(topics: Topics, version: str) -> dict[str, Any]:
+    """Return the discovery payload of the service's own device."""
+    server_id = topics.server_id
+    components = {
+        spec.key: _component(
+            spec,
+            f"{UNIQUE_ID_PREFIX}{server_id}_{spec.key}",
+            _template(spec, spec.path, ""),
+            None,
+        )
+        for spec in SERVICE_ENTITIES
+    }
+    return {
+        "device": {
+            "identifiers": [topics.object_id(server_id)],
+            "name": ORIGIN_NAME,
+            "manufacturer": SERVICE_MANUFACTURER,
+            "model": SERVICE_MODEL,
+            "sw_version": version,
+        },
+        "origin": _origin(version),
+        "components": components,
+        "state_topic": topics.service_state,
         "availability": [{"topic": topics.service_availability}],
         "qos": 1,
     }

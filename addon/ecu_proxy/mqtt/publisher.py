@@ -27,7 +27,14 @@ from ..hub import Event
 from ..options import OptionsError
 from .availability import STALE_AFTER, is_fresh, last_seen, stale_at
 from .config import resolve_settings
-from .discovery import ecu_config, ecu_shape, inverter_config, inverter_shape
+from .discovery import (
+    ecu_config,
+    ecu_shape,
+    inverter_config,
+    inverter_shape,
+    service_config,
+)
+from .service_state import service_state
 from .topics import HA_ONLINE, OFFLINE, ONLINE, Topics
 
 if TYPE_CHECKING:
@@ -235,6 +242,10 @@ class MqttPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._last_problem: str | None = None
+        # The service's own device: announced since the last (re)connect or birth,
+        # and the state payload last queued (sent again only when it changes).
+        self._service_announced = False
+        self._service_body: str | None = None
         # Retained discovery topics of this service seen at connect -> state topic.
         self._retained_configs: dict[str, Any] = {}
 
@@ -497,7 +508,8 @@ class MqttPublisher:
 
     def _sweep(self, topics: Topics) -> None:
         """Withdraw retained configs (and state) of devices the state has lost."""
-        present = {topics.discovery(d) for d in set(self._ecus) | set(self._owners())}
+        devices = set(self._ecus) | set(self._owners()) | {topics.server_id}
+        present = {topics.discovery(d) for d in devices}
         for topic, state_topic in self._retained_configs.items():
             if topic in present:
                 continue
@@ -515,6 +527,8 @@ class MqttPublisher:
             for announced in self._discovered.values():
                 announced.shape = None
             self._availability.clear()
+            self._service_announced = False
+        self._service_body = None
         self._not_before.clear()
         self._dirty.update(self._ecus)
         self._wake.set()
@@ -522,6 +536,7 @@ class MqttPublisher:
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
             self._expire()
+            self._render_service()
             if self._dirty:
                 self._render_dirty()
             if self._dirty_body:
@@ -586,6 +601,23 @@ class MqttPublisher:
                 self._render_ecu(topics, settings, ecu, owners, now)
         if settings.discovery:
             self._remove_vanished(topics, owners)
+
+    def _render_service(self) -> None:
+        """Queue the service's discovery config and its state when it changed."""
+        topics, settings = self.topics, self.settings
+        assert topics is not None
+        assert settings is not None
+        version = self._hub.version
+        if settings.discovery and not self._service_announced:
+            self._service_announced = True
+            config = service_config(topics, version)
+            self._outbox.put(
+                Message(topics.discovery(topics.server_id), _dumps(config), True)
+            )
+        body = _dumps(service_state(version, self._ecus))
+        if body != self._service_body:
+            self._service_body = body
+            self._outbox.put(Message(topics.service_state, body, True))
 
     def _render_bodies(self) -> None:
         """Queue the ECU topics whose upload status changed (one message each)."""

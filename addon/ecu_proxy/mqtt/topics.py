@@ -25,6 +25,11 @@ class Topics:
         return f"{self.prefix}/service/{self.server_id}/availability"
 
     @property
+    def service_state(self) -> str:
+        """Return the service's own state topic (ECUs seen, version, EMA reachable)."""
+        return f"{self.prefix}/service/{self.server_id}/state"
+
+    @property
     def sync(self) -> str:
         """Return the topic the service sends itself to mark "retained all read"."""
         return f"{self.prefix}/service/{self.server_id}/sync"
@@ -56,9 +61,9 @@ class Topics:
         return f"{self.discovery_prefix}/status"
 
     def discovery(self, device_id: str) -> str:
-        """Return the device-discovery config topic of an ECU or inverter."""
+        """Return the device-discovery config topic of a device."""
         return f"{self.discovery_prefix}/device/{self.object_id(device_id)}/config"
 
     def object_id(self, device_id: str) -> str:
-        """Return the discovery object id of an ECU or inverter."""
+        """Return the discovery object id of the service, an ECU or an inverter."""
         return _NOT_OBJECT_ID.sub("_", f"{self.prefix}_{device_id}")
