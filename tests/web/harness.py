@@ -32,8 +32,8 @@ from stand_ins import (
     free_port_pair,
 )
 
-from ecu_proxy.demo import capture_record, daylight, simulated_record, upload
 from ecu_proxy.cloudless import encode_no_more_commands
+from ecu_proxy.demo import capture_record, daylight, simulated_record, upload
 from ecu_proxy.encoder import encode_control_poll, encode_data_record
 from ecu_proxy.hub import Event
 from ecu_proxy.options import Options
@@ -167,7 +167,7 @@ def control_frame(name: str) -> bytes:
 
 
 class CommandingEma:
-    """EMA's side: acknowledge uploads, answer each poll with the next queued command."""
+    """Stand in for EMA: acknowledge uploads, answer polls with queued commands."""
 
     def __init__(self) -> None:
         self.commands: deque[bytes] = deque()
@@ -239,7 +239,7 @@ class Plant:
     async def command(
         self, frame: bytes, answer: bytes | None = None
     ) -> dict[str, Any]:
-        """Have EMA answer the ECU's next poll with ``frame``; return the published entry.
+        """Have EMA answer the next poll with ``frame``; return the published entry.
 
         With ``answer`` the ECU expects the command to reach it and answers it; without,
         it expects the guard to block it (it gets "no more commands" instead).

@@ -71,7 +71,8 @@ async def test_log_shows_forwarded_and_blocked_commands_in_words(
         "switch_inverters",
     ]
     page, console = await open_page(browser, plant.proxy.url)
-    await page.locator(f'table[data-ecu-commands="{ECU_ID}"] tbody tr').nth(1).wait_for()
+    table = f'table[data-ecu-commands="{ECU_ID}"] tbody tr'
+    await page.locator(table).nth(1).wait_for()
     blocked, forwarded = await rows(page)  # newest first
     assert blocked["action"] == "switch_inverters"
     assert blocked["Action"] == "Switch inverters on or off"
