@@ -22,6 +22,7 @@ SET_ZONE = "09_fwlog_EMA_A105-set-timezone.txt"
 ACK_ZONE = "10_fwlog_ECU_A100-ack-A105.txt"
 SWITCH = "14_fwlog_EMA_A111-all-on.txt"
 CLEAR_GFDI = "17_fwlog_EMA_A112-clear-gfdi.txt"
+UNKNOWN = "28_vendordoc_EMA_A150.txt"
 
 
 @pytest.fixture
@@ -132,6 +133,18 @@ async def test_a_new_command_shows_within_two_seconds_without_reload(
         timeout=2000,
     )
     assert (await rows(page))[0]["Action"] == "Clear ground-fault (GFDI) lock"
+    # A command the decoder does not know shows as its id, with its raw text.
+    entry = await plant.command(control_frame(UNKNOWN), control_frame(ACK_ZONE))
+    assert entry["action"] == "unknown"
+    await page.wait_for_function(
+        """sel => document.querySelectorAll(sel).length === 4""",
+        arg=table,
+        timeout=2000,
+    )
+    newest = (await rows(page))[0]
+    assert newest["Action"] == "A150"
+    assert newest["Changes plant"] == "yes"
+    assert newest["Parameters"].startswith(entry["raw_text"][:20])
     assert console.errors == []
 
 
