@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +22,19 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from playwright.async_api import Browser, Page, async_playwright
-from stand_ins import ECU_HOST, EMA_HOST, StandInEma, free_port_pair
+from stand_ins import (
+    ACK,
+    ECU_HOST,
+    EMA_HOST,
+    EmaConnection,
+    FakeEcu,
+    StandInEma,
+    free_port_pair,
+)
 
+from ecu_proxy.cloudless import encode_no_more_commands
 from ecu_proxy.demo import capture_record, daylight, simulated_record, upload
-from ecu_proxy.encoder import encode_data_record
+from ecu_proxy.encoder import encode_control_poll, encode_data_record
 from ecu_proxy.hub import Event
 from ecu_proxy.options import Options
 from ecu_proxy.selfcheck import HOSTS_ENV
@@ -39,6 +49,10 @@ CHROMIUM = "/usr/bin/chromium"
 PREFIX = "/api/hassio_ingress/Zq3ingressTOKEN"
 UI_DIR = Path(__file__).resolve().parents[2] / "docs" / "ui"
 NOON = datetime(2024, 6, 21, 12, 0, 0)
+ECU_ID = "216000064136"  # the simulated ECU (the captured record's)
+CONTROL = Path(__file__).resolve().parents[1] / "fixtures" / "vectors" / "control"
+# ECU ids in the published control frames, replaced by the simulated ECU's.
+_FRAME_ECU_IDS = (b"213000000017", b"123456789013")
 _HOP_HEADERS = {"host", "connection", "upgrade", "transfer-encoding", "keep-alive"}
 
 
@@ -144,12 +158,43 @@ class IngressProxy:
         return ws
 
 
+def control_frame(name: str) -> bytes:
+    """Return a published control frame, addressed to the simulated ECU."""
+    raw = (CONTROL / name).read_bytes()
+    for other in _FRAME_ECU_IDS:
+        raw = raw.replace(other, ECU_ID.encode())
+    return raw
+
+
+class CommandingEma:
+    """Stand in for EMA: acknowledge uploads, answer polls with queued commands."""
+
+    def __init__(self) -> None:
+        self.commands: deque[bytes] = deque()
+
+    async def __call__(self, conn: EmaConnection) -> None:
+        """Serve one connection until the relay closes it."""
+        while True:
+            try:
+                frame = await conn.read_frame(within=3600)
+            except EOFError:
+                return
+            if not frame.startswith(b"APS13"):
+                await conn.send(ACK)  # a data upload
+            elif frame[10:14] == b"A101" and frame[30:34] == b"A101":
+                ecu_id = frame[18:30].decode()
+                queued = self.commands.popleft() if self.commands else None
+                await conn.send(queued or encode_no_more_commands(ecu_id))
+            # Anything else on the control port is the ECU's answer: nothing to say.
+
+
 @dataclasses.dataclass
 class Plant:
     """The running service, its EMA stand-in, the proxy and the simulated ECU."""
 
     service: Service
     ema: StandInEma
+    script: CommandingEma
     proxy: IngressProxy
     http: aiohttp.ClientSession
     moment: datetime = NOON
@@ -191,6 +236,36 @@ class Plant:
         finally:
             sub.close()
 
+    async def command(
+        self, frame: bytes, answer: bytes | None = None
+    ) -> dict[str, Any]:
+        """Have EMA answer the next poll with ``frame``; return the published entry.
+
+        With ``answer`` the ECU expects the command to reach it and answers it; without,
+        it expects the guard to block it (it gets "no more commands" instead).
+        """
+        hub = self.service.hub
+        sub = hub.subscribe(64)
+        sub.listen(hub.last_seq)
+        self.script.commands.append(frame)
+        port = next(iter(self.service.relay_ports.values()))
+        ecu = await FakeEcu.connect(port)
+        try:
+            await ecu.send(encode_control_poll(ECU_ID))
+            if answer is None:
+                assert await ecu.read_to_eof() == encode_no_more_commands(ECU_ID)
+            else:
+                assert await ecu.read_exactly(len(frame)) == frame
+                await ecu.send(answer)
+            async with asyncio.timeout(10):
+                while True:
+                    item = await sub.get()
+                    if isinstance(item, Event) and item.name == "ema_command":
+                        return dict(item.data)
+        finally:
+            sub.close()
+            await ecu.close()
+
     async def state(self) -> dict[str, Any]:
         """Return /api/state."""
         headers = {}
@@ -231,7 +306,8 @@ async def plant(
         connect_timeout=5.0,
     ).replace(**plant_options)
     (tmp_path / "data").mkdir()
-    ema = StandInEma(port)
+    script = CommandingEma()
+    ema = StandInEma(port, handler=script)
     await ema.start()
     service = Service(options, allow_local_upstream=True)
     await service.start()
@@ -239,7 +315,7 @@ async def plant(
     await proxy.start()
     async with aiohttp.ClientSession() as http:
         try:
-            yield Plant(service, ema, proxy, http)
+            yield Plant(service, ema, script, proxy, http)
         finally:
             await proxy.stop()
             await service.stop()

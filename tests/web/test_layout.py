@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import random
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from records import channel, inverter, record
 
-from .harness import UI_DIR, Plant, open_page
+from ecu_proxy.guard import GuardMode
+
+from .harness import UI_DIR, Plant, control_frame, open_page
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -18,6 +20,15 @@ if TYPE_CHECKING:
     from ecu_proxy.models import DecodedFrame
 
 ECU = "216000064136"
+
+
+@pytest.fixture
+def plant_options() -> dict[str, Any]:
+    """Block one action, so that the screenshots show both outcomes of the guard."""
+    return {
+        "ema_command_guard": GuardMode.BLOCK_LISTED,
+        "blocked_actions": ("switch_inverters",),
+    }
 
 
 def plant_record(
@@ -57,7 +68,7 @@ async def layout_problems(page: Page) -> list[str]:
           if (root.scrollWidth > width) {
             out.push(`page scrolls sideways: ${root.scrollWidth} > ${width}`);
           }
-          const boxes = '.card, .inv, .tile, .stat, .tabs, .top';
+          const boxes = '.card, .inv, .tile, .stat, .tabs, .top, .cmds';
           for (const n of document.querySelectorAll(boxes)) {
             const r = n.getBoundingClientRect();
             if (r.left < 0 || r.right > width + 0.5) {
@@ -73,6 +84,21 @@ async def layout_problems(page: Page) -> list[str]:
         }"""
     )
     return problems
+
+
+async def show_everything(page: Page) -> None:
+    """Make the viewport as tall as the page, then wait until it has been painted.
+
+    Rows off screen skip rendering (content-visibility), so a full-page shot of a
+    page taller than the viewport would show them blank.
+    """
+    size = page.viewport_size
+    assert size is not None
+    height = await page.evaluate("document.documentElement.scrollHeight")
+    await page.set_viewport_size({"width": size["width"], "height": height})
+    await page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)])
@@ -107,6 +133,11 @@ async def test_weak_input_stands_out(plant: Plant, browser: Browser) -> None:
 async def test_screenshots_light_dark_phone(plant: Plant, browser: Browser) -> None:
     UI_DIR.mkdir(parents=True, exist_ok=True)
     await plant.send(plant_record(6, random.Random(6), dead=4))
+    await plant.command(
+        control_frame("09_fwlog_EMA_A105-set-timezone.txt"),
+        control_frame("10_fwlog_ECU_A100-ack-A105.txt"),
+    )
+    await plant.command(control_frame("14_fwlog_EMA_A111-all-on.txt"))
     shots = [
         ("plant-light.png", {"dark": False}),
         ("plant-dark.png", {"dark": True}),
@@ -116,10 +147,12 @@ async def test_screenshots_light_dark_phone(plant: Plant, browser: Browser) -> N
     for name, how in shots:
         page, console = await open_page(browser, plant.proxy.url, **how)  # type: ignore[arg-type]
         await page.locator(".tile").first.wait_for()
+        await page.locator(".cmds tbody tr").nth(1).wait_for()
         assert await layout_problems(page) == []
         backgrounds.add(
             await page.evaluate("getComputedStyle(document.body).backgroundColor")
         )
+        await show_everything(page)
         await page.screenshot(path=UI_DIR / name, full_page=True)
         assert (UI_DIR / name).stat().st_size > 10_000
         assert console.errors == []

@@ -132,8 +132,12 @@ async def test_empty_plant_explains_what_to_do(plant: Plant, browser: Browser) -
     page, console = await open_page(browser, plant.proxy.url)
     assert await page.locator("#plant-empty").is_visible()
     assert await page.locator("#ecus [data-ecu]").count() == 0
-    # The hidden EMA command section stays hidden without a `commands` list.
-    assert await page.locator("#commands").is_hidden()
+    # The EMA command section shows the guard and says that nothing came yet.
+    commands = page.locator("#commands")
+    await commands.wait_for()
+    assert await page.get_attribute("#guard", "data-mode") == "off"
+    assert "off: every command is forwarded" in await commands.inner_text()
+    assert "No commands from EMA yet" in await commands.inner_text()
     assert console.errors == []
 
 

@@ -5,11 +5,12 @@ import { refreshAges } from "./format.js";
 import { renderPlant } from "./plant.js";
 import { renderChecks } from "./selfcheck.js";
 import { Inspector } from "./inspector.js";
-import { renderCommands } from "./commands.js";
+import { CommandStore, renderCommands } from "./commands.js";
 
 const token = document.querySelector('meta[name="api-token"]')?.content || null;
 const $ = (id) => document.getElementById(id);
 const state = { ecus: {} };
+const commands = new CommandStore();
 let conn = null;
 let renderQueued = false;
 let checkTimer = null;
@@ -23,7 +24,7 @@ function wsUrl() {
 function render() {
   renderQueued = false;
   renderPlant($("ecus"), $("plant-empty"), state.ecus);
-  renderCommands($("commands"), $("commands-body"), state.ecus);
+  renderCommands($("commands"), $("commands-body"), commands);
   if (performance.getEntriesByName("update-start", "mark").length) {
     // Style and layout now rather than at the next frame, so that the measure
     // covers them; the browser would do the same work before painting anyway.
@@ -41,6 +42,12 @@ function scheduleRender() {
   requestAnimationFrame(render);
 }
 
+function setState(s) {
+  state.ecus = s.ecus;
+  commands.setState(s);
+  scheduleRender();
+}
+
 function onEvent(msg) {
   const d = msg.data;
   const ecu = state.ecus[d.ecu_id];
@@ -50,7 +57,9 @@ function onEvent(msg) {
     if (ecu) ecu.inverters[d.inverter.id] = d.inverter;
   } else if (msg.event === "ecu_status") {
     if (ecu) ecu.upstream = d.upstream;
-    else conn.request("get_state").then((r) => { state.ecus = r.state.ecus; scheduleRender(); }, () => {});
+    else conn.request("get_state").then((r) => setState(r.state), () => {});
+  } else if (msg.event === "ema_command") {
+    commands.add(d);
   }
   scheduleRender();
   // The self-check follows what the ECUs do; refresh it shortly after activity.
@@ -115,9 +124,9 @@ setupTabs();
 setInterval(() => refreshAges(), 15000);
 
 conn = new Connection(wsUrl(), token, {
-  onState: (s) => { state.ecus = s.ecus; scheduleRender(); },
+  onState: setState,
   onEvent,
   onLink,
 });
 conn.start();
-window.ecuProxy = { state, conn, inspector };
+window.ecuProxy = { state, commands, conn, inspector };
