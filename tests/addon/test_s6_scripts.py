@@ -19,6 +19,7 @@ import aiohttp
 import aiohttp.test_utils
 import aiohttp.web
 import pytest
+from stand_ins import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -220,12 +221,6 @@ def test_init_rejects_bad_options_clearly(tmp_path: Path) -> None:
     assert "mode" in result.stderr
     assert "The add-on options are not valid" in result.stderr
     assert not (data / "server_id").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from records import ECU_ID
+from stand_ins import free_port
 
 from ecu_proxy.models import DecodedFrame, Direction, FrameEvent, FrameKind
 
@@ -39,13 +40,6 @@ MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passw
 USERNAME = "proxy"
 PASSWORD = "s3cret-pass"
 READY_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

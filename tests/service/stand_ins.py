@@ -53,6 +53,13 @@ ACK = b"10120240206112214"
 WAIT = 10.0
 
 
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def free_port_pair(attempts: int = 50) -> int:
     """Return a TCP port that is free on both ECU_HOST and EMA_HOST."""
     for _ in range(attempts):

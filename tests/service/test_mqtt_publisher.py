@@ -26,12 +26,11 @@ from mqtt_broker import (
     Mosquitto,
     Received,
     data_record,
-    free_port,
     subscriber,
     watch_log,
 )
 from records import CAPTURE, ECU_ID, inverter, raw_inverter
-from stand_ins import FakeEcu
+from stand_ins import FakeEcu, free_port
 
 from ecu_proxy.hub import Hub
 from ecu_proxy.models import UpstreamReport, UpstreamResult
