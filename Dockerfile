@@ -25,6 +25,8 @@ RUN pip install --no-cache-dir --only-binary=:all: --require-hashes \
 
 COPY pyproject.toml README.md ./
 COPY addon/ecu_proxy addon/ecu_proxy
+# ecu_proxy/contract links to the API contract that ships inside the integration.
+COPY integration/custom_components/apsystems_ema_proxy/contract integration/custom_components/apsystems_ema_proxy/contract
 RUN pip install --no-cache-dir --no-deps . \
     && apsystems-ecu-proxy --version \
     && rm -rf /usr/src/ecu-proxy
