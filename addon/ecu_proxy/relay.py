@@ -3,8 +3,9 @@
 Every admitted ECU connection becomes a ``Session`` (``session``), which pipes it
 byte for byte to the same port on EMA, or to a responder in cloudless mode. The
 relay is the session's host (``SessionHost``): it keeps the counters, decodes each
-frame the session cuts (the one guard around the decoder, so a decoder bug can
-never touch forwarding), hands it to the listener and reports upstream results.
+frame the session cuts (``decode_frame`` never raises: a frame it cannot read comes
+back invalid, so a decoder bug can never touch forwarding), hands it to the
+listener and reports upstream results.
 
 Which connections are taken, how long one may go without completing a frame and how
 many frames of it are decoded is decided in ``admission``; acknowledgements wait for
@@ -19,7 +20,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ecu_proxy.admission import Admission, Limits
 from ecu_proxy.decoder import decode_frame
@@ -35,8 +36,9 @@ from ecu_proxy.models import (
     UpstreamReport,
     UpstreamResult,
 )
-from ecu_proxy.session import Session, Side
+from ecu_proxy.session import Session
 from ecu_proxy.session_host import SessionMode
+from ecu_proxy.sides import EcuSide
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from ecu_proxy.durability import DurableLedger
     from ecu_proxy.guard import CommandGate, Guard
     from ecu_proxy.options import Options
+    from ecu_proxy.sides import Side
     from ecu_proxy.upstream import UpstreamResolver
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ class Relay:
             raise ValueError("the relay needs an upstream resolver or a responder")
         self.counters = RelayCounters()
         self.peak_write_buffer = 0
-        self.decode_errors = 0
+        self.framer_errors = 0
         self._options = options
         self._listener = listener
         self._upstream = upstream
@@ -107,12 +110,12 @@ class Relay:
     @property
     def buffered_bytes(self) -> int:
         """Return the bytes now waiting in the relay's write buffers."""
-        return sum(s.buffered_bytes() for s in self._sessions)
+        return sum(s.flow.buffered_bytes() for s in self._sessions)
 
     @property
     def paused_connections(self) -> int:
         """Return how many connections have reading paused for backpressure."""
-        return sum(1 for s in self._sessions if s.paused_for_backpressure())
+        return sum(1 for s in self._sessions if s.flow.backpressured)
 
     async def start(self) -> None:
         """Bind every relay port; a port that fails is recorded, the rest start."""
@@ -120,7 +123,7 @@ class Relay:
         for port in self._options.all_ports:
             try:
                 server = await loop.create_server(
-                    partial(_EcuSide, self._accept),
+                    partial(EcuSide, self._accept),
                     host=self._options.listen,
                     port=port,
                     reuse_address=True,
@@ -177,7 +180,7 @@ class Relay:
             else SessionMode.FORWARD
         )
         session = Session(
-            self, next(self._ids), transport, port, peer_host, peer_port, mode
+            self, next(self._ids), transport, (peer_host, peer_port), port, mode
         )
         refusal = self.admission.admit(session)
         if refusal is not None:
@@ -214,20 +217,7 @@ class Relay:
 
     def _decode(self, raw: bytes, direction: Direction) -> DecodedFrame:
         self.counters.frames_relayed += 1
-        try:
-            frame = decode_frame(raw, direction)
-        except Exception as err:  # noqa: BLE001 - never let decoding stop the relay
-            self.decode_errors += 1
-            self.counters.frames_invalid += 1
-            self.log.limited_warning(
-                "decoder", "Decoder failed on a %d-byte frame: %r", len(raw), err
-            )
-            return DecodedFrame(
-                kind=FrameKind.INVALID,
-                version=None,
-                length=len(raw),
-                error=f"decoder error: {err!r}",
-            )
+        frame = decode_frame(raw, direction)
         if frame.kind is FrameKind.INVALID:
             self.counters.frames_invalid += 1
         else:
@@ -353,7 +343,7 @@ class Relay:
 
     def framer_failed(self) -> None:
         """Count a framer that failed and was dropped."""
-        self.decode_errors += 1
+        self.framer_errors += 1
 
     def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
         """Return the responder's reply to a frame, or None for no reply."""
@@ -363,29 +353,3 @@ class Relay:
         except Exception:
             _LOGGER.exception("Cloudless responder failed; not answering this frame")
             return None
-
-
-class _EcuSide(Side):
-    """The ECU's connection to us."""
-
-    def __init__(self, accept: Callable[[Side, asyncio.Transport], None]) -> None:
-        self._accept = accept
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (other event loops' do not subclass asyncio.Transport).
-        transport = cast("asyncio.Transport", transport)
-        self.transport = transport
-        self._accept(self, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.session is not None:
-            self.session.from_ecu(data)
-
-    def eof_received(self) -> bool | None:
-        if self.session is not None:
-            return self.session.ecu_eof()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.session is not None:
-            self.session.ecu_lost(exc)

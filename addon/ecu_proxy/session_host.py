@@ -1,12 +1,13 @@
-"""The interface between the relay and its sessions, and the session's states.
+"""The interface between the relay and its sessions, and a session's modes.
 
 A ``Session`` may ask of the relay that accepted it only what ``SessionHost``
-lists; ``Relay`` implements it.
+lists; ``Relay`` implements it. It is given the shared limits and totals, asks for
+its two gates, hands over frames and upload results, and says when it is closed.
 """
 
 from __future__ import annotations
 
-from enum import Enum, StrEnum, auto
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -31,13 +32,6 @@ class SessionMode(StrEnum):
     FORWARD = "forward"
     UNREACHABLE = "unreachable"
     CLOUDLESS = "cloudless"
-
-
-class Pause(Enum):
-    """Why reading from one side is paused (internal; never logged or shown)."""
-
-    CONNECTING = auto()
-    BACKPRESSURE = auto()
 
 
 class SessionHost(Protocol):

@@ -34,14 +34,15 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from ecu_proxy.decoder import format_wire_timestamp
 from ecu_proxy.models import Direction, FrameEvent, FrameKind, UpstreamReport
 from ecu_proxy.relay import Relay
+from ecu_proxy.wire import format_wire_timestamp
 
 if TYPE_CHECKING:
     import random
 
-    from ecu_proxy.session import Session, Side
+    from ecu_proxy.session import Session
+    from ecu_proxy.sides import Side
 
 
 ECU_HOST = "127.0.0.1"
