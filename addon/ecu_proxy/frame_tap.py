@@ -30,11 +30,14 @@ class FrameTap:
         admission: Admission,
         peer_host: str,
         conn_id: int,
+        *,
+        on_skipped: Callable[[int], None],
         on_failure: Callable[[], None],
     ) -> None:
         self._admission = admission
         self._peer_host = peer_host
         self._conn_id = conn_id
+        self._on_skipped = on_skipped
         self._on_failure = on_failure
         self._framers: dict[Direction, Framer | None] = {
             Direction.ECU_TO_EMA: Framer(),
@@ -47,10 +50,13 @@ class FrameTap:
         if framer is None:
             return [], 0
         try:
-            return self._admission.cut(framer, data, self._peer_host)
+            frames, skipped = self._admission.cut(framer, data, self._peer_host)
         except Exception:  # noqa: BLE001 - a framer fault must not stop forwarding
             self._failed(direction)
             return [], 0
+        if skipped:
+            self._on_skipped(skipped)
+        return frames, skipped
 
     def flush(self, direction: Direction) -> list[bytes]:
         """Return what is left of a direction at its end, as one last chunk."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ecu_proxy.admission import Admission, Limits
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.durability import HOLD_BOUND, AckGate
+from ecu_proxy.frame_tap import FrameTap
 from ecu_proxy.lograte import RateLimitedLog
 from ecu_proxy.models import (
     DecodedFrame,
@@ -38,14 +39,14 @@ from ecu_proxy.models import (
 )
 from ecu_proxy.session import Session
 from ecu_proxy.session_host import SessionMode
-from ecu_proxy.sides import EcuSide
+from ecu_proxy.sides import EcuSide, EmaUnreachableError, connect_ema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecu_proxy.cloudless import CloudlessResponder
     from ecu_proxy.durability import DurableLedger
-    from ecu_proxy.guard import CommandGate, Guard
+    from ecu_proxy.guard import Guard
     from ecu_proxy.options import Options
     from ecu_proxy.sides import Side
     from ecu_proxy.upstream import UpstreamResolver
@@ -163,8 +164,6 @@ class Relay:
         for port in list(self.counters.listeners):
             self.counters.listeners[port] = "stopped"
 
-    # -- called by sessions (the SessionHost protocol) ----------------------
-
     def _accept(self, side: Side, transport: asyncio.Transport) -> None:
         local = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
@@ -179,8 +178,24 @@ class Relay:
             if self._cloudless is not None
             else SessionMode.FORWARD
         )
+        conn_id = next(self._ids)
+        tap = FrameTap(
+            self.admission,
+            peer_host,
+            conn_id,
+            on_skipped=partial(self._skipped, peer_host, conn_id),
+            on_failure=self._framer_failed,
+        )
+        gate = self._guard.gate(conn_id) if self._guard is not None else None
         session = Session(
-            self, next(self._ids), transport, (peer_host, peer_port), port, mode
+            self,
+            conn_id,
+            transport,
+            (peer_host, peer_port),
+            port,
+            mode,
+            tap=tap,
+            command_gate=gate,
         )
         refusal = self.admission.admit(session)
         if refusal is not None:
@@ -200,6 +215,8 @@ class Relay:
         self.counters.connections += 1
         self.counters.active_connections += 1
         session.begin()
+
+    # -- what sessions may ask (the SessionHost protocol) ---------------------
 
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""
@@ -287,8 +304,20 @@ class Relay:
         except Exception:
             _LOGGER.exception("Listener failed on an upstream report")
 
-    def ema_unreachable(self, reason: str) -> None:
-        """Note that EMA could not be reached."""
+    async def open_upstream(self, session: Session) -> str:
+        """Open EMA's side of a session; return how it went, or raise why not."""
+        assert self._upstream is not None
+        try:
+            note = await connect_ema(
+                session, self._upstream.address, self._options.connect_timeout
+            )
+        except EmaUnreachableError as err:
+            self._ema_unreachable(str(err))
+            raise
+        self._ema_reachable()
+        return note
+
+    def _ema_unreachable(self, reason: str) -> None:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             _LOGGER.warning(
@@ -299,8 +328,7 @@ class Relay:
         else:
             _LOGGER.debug("EMA still unreachable: %s", reason)
 
-    def ema_reachable(self) -> None:
-        """Note that a connection to EMA succeeded."""
+    def _ema_reachable(self) -> None:
         if self._outage_since is not None:
             _LOGGER.info(
                 "EMA is reachable again after %.0f s",
@@ -313,21 +341,16 @@ class Relay:
         size = transport.get_write_buffer_size()
         self.peak_write_buffer = max(self.peak_write_buffer, size)
 
-    async def upstream_address(self) -> str:
-        """Resolve EMA's address."""
-        assert self._upstream is not None
-        return await self._upstream.address()
-
-    def skipped(self, session: Session, count: int) -> None:
+    def _skipped(self, peer_host: str, conn_id: int, count: int) -> None:
         """Note bytes relayed without decoding (frame budget spent)."""
         self.frames_skipped_bytes += count
         self.log.limited_warning(
-            f"budget {session.peer_host}",
+            f"budget {peer_host}",
             "%s sends more frames than the relay decodes: %d bytes of connection "
             "#%d relayed unchanged without decoding",
-            session.peer_host,
+            peer_host,
             count,
-            session.conn_id,
+            conn_id,
         )
 
     def _late_ack(self) -> None:
@@ -337,12 +360,7 @@ class Relay:
         """Return a gate holding acknowledgements until the record is durable."""
         return AckGate(self._ledger, write, self._late_ack, self.hold_bound, self.log)
 
-    def command_gate(self, conn_id: int) -> CommandGate | None:
-        """Return the guard's gate for EMA's commands, None when it is off."""
-        return self._guard.gate(conn_id) if self._guard is not None else None
-
-    def framer_failed(self) -> None:
-        """Count a framer that failed and was dropped."""
+    def _framer_failed(self) -> None:
         self.framer_errors += 1
 
     def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:

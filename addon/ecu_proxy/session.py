@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from ecu_proxy.cloudless import encode_ema_reply
 from ecu_proxy.flow import FlowControl
-from ecu_proxy.frame_tap import FrameTap
 from ecu_proxy.models import Direction, FrameKind, UpstreamResult
 from ecu_proxy.session_host import SessionMode
-from ecu_proxy.sides import EmaUnreachableError, connect_ema
+from ecu_proxy.sides import EmaUnreachableError
 from ecu_proxy.upload_timer import UPLOAD_KINDS, UploadTimer
 
 if TYPE_CHECKING:
+    from ecu_proxy.frame_tap import FrameTap
+    from ecu_proxy.guard import CommandGate
     from ecu_proxy.models import DecodedFrame
     from ecu_proxy.session_host import SessionHost
 
@@ -44,6 +45,9 @@ class Session:
         peer: tuple[str, int],
         port: int,
         mode: SessionMode,
+        *,
+        tap: FrameTap,
+        command_gate: CommandGate | None,
     ) -> None:
         self._host = host
         self.conn_id = conn_id
@@ -67,10 +71,8 @@ class Session:
         self.flow = FlowControl(ecu)
         self.ack_gate = host.ack_gate(self._to_ecu)
         # Holds EMA's command frames until whole when the command guard is on.
-        self.command_gate = host.command_gate(conn_id)
-        self._tap = FrameTap(
-            host.admission, self.peer_host, conn_id, host.framer_failed
-        )
+        self.command_gate = command_gate
+        self._tap = tap
         self._upload = UploadTimer(
             self.loop, host.connect_timeout, self._report, self._note
         )
@@ -106,19 +108,14 @@ class Session:
         self._connect_task = self.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
-        reached = False
         try:
-            self.upstream_note = await connect_ema(
-                self, self._host.upstream_address, self._host.connect_timeout
-            )
-            reached = True
+            self.upstream_note = await self._host.open_upstream(self)
         except EmaUnreachableError as err:
             self._unreachable(str(err))
         finally:
             self._connect_task = None
             self._maybe_done()
-        if reached and not self._ecu_closed and self.ema is not None:
-            self._host.ema_reachable()
+        if not self._ecu_closed and self.ema is not None:
             self.flow.connecting(paused=False)
 
     def ema_made(self, transport: asyncio.Transport) -> None:
@@ -133,7 +130,6 @@ class Session:
     def _unreachable(self, reason: str) -> None:
         self.mode = SessionMode.UNREACHABLE
         self.upstream_note = f"unreachable: {reason}"
-        self._host.ema_unreachable(reason)
         if not self._ecu_closed:
             self.flow.connecting(paused=False)
 
@@ -371,10 +367,8 @@ class Session:
 
     def _cut(self, direction: Direction, data: bytes) -> list[bytes]:
         frames, skipped = self._tap.cut(direction, data)
-        if skipped:
-            # Too busy to decode is not stalled: it keeps its slot, not its budget.
+        if skipped:  # too busy to decode is not stalled: it keeps its slot
             self._progress()
-            self._host.skipped(self, skipped)
         return frames
 
     def _flush(self, direction: Direction) -> None:

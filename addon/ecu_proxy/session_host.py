@@ -1,8 +1,8 @@
 """The interface between the relay and its sessions, and a session's modes.
 
-A ``Session`` may ask of the relay that accepted it only what ``SessionHost``
-lists; ``Relay`` implements it. It is given the shared limits and totals, asks for
-its two gates, hands over frames and upload results, and says when it is closed.
+A ``Session`` is given its framers (``FrameTap``) and the command guard's gate when
+the relay accepts its connection; beyond that it may ask of the relay only what
+``SessionHost`` lists. ``Relay`` implements it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
     from ecu_proxy.admission import Admission
     from ecu_proxy.durability import AckGate
-    from ecu_proxy.guard import CommandGate
     from ecu_proxy.models import (
         DecodedFrame,
         Direction,
@@ -37,6 +36,8 @@ class SessionMode(StrEnum):
 class SessionHost(Protocol):
     """What a session may ask of the relay that accepted it."""
 
+    # -- settings and shared state --------------------------------------------
+
     @property
     def admission(self) -> Admission:
         """Return the limits, frame budgets and trusted addresses."""
@@ -48,6 +49,25 @@ class SessionHost(Protocol):
     @property
     def connect_timeout(self) -> float:
         """Return the seconds EMA has to accept a connection and to answer."""
+
+    def ack_gate(self, write: Callable[[bytes], None]) -> AckGate:
+        """Return a gate holding acknowledgements until the record is durable."""
+
+    def track_buffer(self, transport: asyncio.WriteTransport) -> None:
+        """Note a write buffer's size after a write."""
+
+    # -- upstream ---------------------------------------------------------------
+
+    async def open_upstream(self, session: Session) -> str:
+        """Open EMA's side of a session; say how it went.
+
+        Raise ``EmaUnreachableError`` saying why when EMA cannot be reached.
+        """
+
+    def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
+        """Return the responder's reply to a frame, or None for no reply."""
+
+    # -- what the session saw ---------------------------------------------------
 
     def publish(
         self, session: Session, raw: bytes, direction: Direction
@@ -63,33 +83,6 @@ class SessionHost(Protocol):
         detail: str | None = None,
     ) -> None:
         """Report how the upstream answered an upload."""
-
-    async def upstream_address(self) -> str:
-        """Resolve EMA's address."""
-
-    def ema_reachable(self) -> None:
-        """Note that a connection to EMA succeeded."""
-
-    def ema_unreachable(self, reason: str) -> None:
-        """Note that EMA could not be reached."""
-
-    def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
-        """Return the responder's reply to a frame, or None for no reply."""
-
-    def ack_gate(self, write: Callable[[bytes], None]) -> AckGate:
-        """Return a gate holding acknowledgements until the record is durable."""
-
-    def command_gate(self, conn_id: int) -> CommandGate | None:
-        """Return the guard's gate for EMA's commands, None when it is off."""
-
-    def track_buffer(self, transport: asyncio.WriteTransport) -> None:
-        """Note a write buffer's size after a write."""
-
-    def skipped(self, session: Session, count: int) -> None:
-        """Note bytes relayed without decoding (frame budget spent)."""
-
-    def framer_failed(self) -> None:
-        """Count a framer that failed and was dropped."""
 
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""

@@ -337,9 +337,9 @@ class WatchedRelay(Relay):
         super().session_closed(session)
         self._changed.set()
 
-    def skipped(self, session: Session, count: int) -> None:
+    def _skipped(self, peer_host: str, conn_id: int, count: int) -> None:
         """Count the skipped bytes and wake waiters."""
-        super().skipped(session, count)
+        super()._skipped(peer_host, conn_id, count)
         self._changed.set()
 
     def track_buffer(self, transport: asyncio.WriteTransport) -> None:
