@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ecu_proxy.decoder import (
+from ecu_proxy.lograte import RateLimitedLog
+from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
+from ecu_proxy.wire import (
     format_wire_timestamp,
     is_ecu_id,
     parse_wire_timestamp,
 )
-from ecu_proxy.lograte import RateLimitedLog
-from ecu_proxy.models import DecodedFrame, FrameKind, RecordIndex
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .decoder import decode_frame, format_wire_timestamp, parse_wire_timestamp
+from .decoder import decode_frame
 from .encoder import encode_data_record
 from .framing import Framer
 from .identity import SERVER_ID_FILE
@@ -32,6 +32,7 @@ from .options import Mode, Options
 from .service import Service
 from .storage import STATE_FILE
 from .upstream import ADDRESS_FILE
+from .wire import format_wire_timestamp, parse_wire_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

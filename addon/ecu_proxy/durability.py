@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .decoder import format_wire_timestamp
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, FrameKind
+from .wire import format_wire_timestamp
 
 _LOGGER = logging.getLogger(__name__)
 

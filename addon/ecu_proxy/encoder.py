@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .decoder import (
+from .models import DecodedFrame, FrameKind
+from .wire import (
     BLOCK_TYPES,
     ECU_BLOCK_LEN,
     format_wire_timestamp,
 )
-from .models import DecodedFrame, FrameKind
 
 if TYPE_CHECKING:
     from .models import Channel, Inverter

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from .cloudless import encode_no_more_commands
 from .control import PLANT_CHANGING, Action
-from .decoder import decode_frame, is_ecu_id
+from .decoder import decode_frame
 from .framing import aps_length
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, FrameKind
+from .wire import is_ecu_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .decoder import is_ecu_id
 from .guard import BLOCKABLE_ACTIONS, GuardMode, GuardSettings
+from .wire import is_ecu_id
 
 DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
 DEFAULT_PORTS = (8995, 8996, 8997)

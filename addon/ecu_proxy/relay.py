@@ -3,8 +3,9 @@
 Every admitted ECU connection becomes a ``Session`` (``session``), which pipes it
 byte for byte to the same port on EMA, or to a responder in cloudless mode. The
 relay is the session's host (``SessionHost``): it keeps the counters, decodes each
-frame the session cuts (the one guard around the decoder, so a decoder bug can
-never touch forwarding), hands it to the listener and reports upstream results.
+frame the session cuts (``decode_frame`` never raises: a frame it cannot read comes
+back invalid, so a decoder bug can never touch forwarding), hands it to the
+listener and reports upstream results.
 
 Which connections are taken, how long one may go without completing a frame and how
 many frames of it are decoded is decided in ``admission``; acknowledgements wait for
@@ -19,11 +20,12 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ecu_proxy.admission import Admission, Limits
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.durability import HOLD_BOUND, AckGate
+from ecu_proxy.frame_tap import FrameTap
 from ecu_proxy.lograte import RateLimitedLog
 from ecu_proxy.models import (
     DecodedFrame,
@@ -35,16 +37,18 @@ from ecu_proxy.models import (
     UpstreamReport,
     UpstreamResult,
 )
-from ecu_proxy.session import Session, Side
+from ecu_proxy.session import Session
 from ecu_proxy.session_host import SessionMode
+from ecu_proxy.sides import EcuSide, EmaUnreachableError, connect_ema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecu_proxy.cloudless import CloudlessResponder
     from ecu_proxy.durability import DurableLedger
-    from ecu_proxy.guard import CommandGate, Guard
+    from ecu_proxy.guard import Guard
     from ecu_proxy.options import Options
+    from ecu_proxy.sides import Side
     from ecu_proxy.upstream import UpstreamResolver
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,7 +75,7 @@ class Relay:
             raise ValueError("the relay needs an upstream resolver or a responder")
         self.counters = RelayCounters()
         self.peak_write_buffer = 0
-        self.decode_errors = 0
+        self.framer_errors = 0
         self._options = options
         self._listener = listener
         self._upstream = upstream
@@ -107,12 +111,12 @@ class Relay:
     @property
     def buffered_bytes(self) -> int:
         """Return the bytes now waiting in the relay's write buffers."""
-        return sum(s.buffered_bytes() for s in self._sessions)
+        return sum(s.flow.buffered_bytes() for s in self._sessions)
 
     @property
     def paused_connections(self) -> int:
         """Return how many connections have reading paused for backpressure."""
-        return sum(1 for s in self._sessions if s.paused_for_backpressure())
+        return sum(1 for s in self._sessions if s.flow.backpressured)
 
     async def start(self) -> None:
         """Bind every relay port; a port that fails is recorded, the rest start."""
@@ -120,7 +124,7 @@ class Relay:
         for port in self._options.all_ports:
             try:
                 server = await loop.create_server(
-                    partial(_EcuSide, self._accept),
+                    partial(EcuSide, self._accept),
                     host=self._options.listen,
                     port=port,
                     reuse_address=True,
@@ -160,8 +164,6 @@ class Relay:
         for port in list(self.counters.listeners):
             self.counters.listeners[port] = "stopped"
 
-    # -- called by sessions (the SessionHost protocol) ----------------------
-
     def _accept(self, side: Side, transport: asyncio.Transport) -> None:
         local = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
@@ -176,8 +178,24 @@ class Relay:
             if self._cloudless is not None
             else SessionMode.FORWARD
         )
+        conn_id = next(self._ids)
+        tap = FrameTap(
+            self.admission,
+            peer_host,
+            conn_id,
+            on_skipped=partial(self._skipped, peer_host, conn_id),
+            on_failure=self._framer_failed,
+        )
+        gate = self._guard.gate(conn_id) if self._guard is not None else None
         session = Session(
-            self, next(self._ids), transport, port, peer_host, peer_port, mode
+            self,
+            conn_id,
+            transport,
+            (peer_host, peer_port),
+            port,
+            mode,
+            tap=tap,
+            command_gate=gate,
         )
         refusal = self.admission.admit(session)
         if refusal is not None:
@@ -198,6 +216,8 @@ class Relay:
         self.counters.active_connections += 1
         session.begin()
 
+    # -- what sessions may ask (the SessionHost protocol) ---------------------
+
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""
         self.admission.release(session)
@@ -214,20 +234,7 @@ class Relay:
 
     def _decode(self, raw: bytes, direction: Direction) -> DecodedFrame:
         self.counters.frames_relayed += 1
-        try:
-            frame = decode_frame(raw, direction)
-        except Exception as err:  # noqa: BLE001 - never let decoding stop the relay
-            self.decode_errors += 1
-            self.counters.frames_invalid += 1
-            self.log.limited_warning(
-                "decoder", "Decoder failed on a %d-byte frame: %r", len(raw), err
-            )
-            return DecodedFrame(
-                kind=FrameKind.INVALID,
-                version=None,
-                length=len(raw),
-                error=f"decoder error: {err!r}",
-            )
+        frame = decode_frame(raw, direction)
         if frame.kind is FrameKind.INVALID:
             self.counters.frames_invalid += 1
         else:
@@ -297,8 +304,20 @@ class Relay:
         except Exception:
             _LOGGER.exception("Listener failed on an upstream report")
 
-    def ema_unreachable(self, reason: str) -> None:
-        """Note that EMA could not be reached."""
+    async def open_upstream(self, session: Session) -> str:
+        """Open EMA's side of a session; return how it went, or raise why not."""
+        assert self._upstream is not None
+        try:
+            note = await connect_ema(
+                session, self._upstream.address, self._options.connect_timeout
+            )
+        except EmaUnreachableError as err:
+            self._ema_unreachable(str(err))
+            raise
+        self._ema_reachable()
+        return note
+
+    def _ema_unreachable(self, reason: str) -> None:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             _LOGGER.warning(
@@ -309,8 +328,7 @@ class Relay:
         else:
             _LOGGER.debug("EMA still unreachable: %s", reason)
 
-    def ema_reachable(self) -> None:
-        """Note that a connection to EMA succeeded."""
+    def _ema_reachable(self) -> None:
         if self._outage_since is not None:
             _LOGGER.info(
                 "EMA is reachable again after %.0f s",
@@ -323,21 +341,16 @@ class Relay:
         size = transport.get_write_buffer_size()
         self.peak_write_buffer = max(self.peak_write_buffer, size)
 
-    async def upstream_address(self) -> str:
-        """Resolve EMA's address."""
-        assert self._upstream is not None
-        return await self._upstream.address()
-
-    def skipped(self, session: Session, count: int) -> None:
+    def _skipped(self, peer_host: str, conn_id: int, count: int) -> None:
         """Note bytes relayed without decoding (frame budget spent)."""
         self.frames_skipped_bytes += count
         self.log.limited_warning(
-            f"budget {session.peer_host}",
+            f"budget {peer_host}",
             "%s sends more frames than the relay decodes: %d bytes of connection "
             "#%d relayed unchanged without decoding",
-            session.peer_host,
+            peer_host,
             count,
-            session.conn_id,
+            conn_id,
         )
 
     def _late_ack(self) -> None:
@@ -347,13 +360,8 @@ class Relay:
         """Return a gate holding acknowledgements until the record is durable."""
         return AckGate(self._ledger, write, self._late_ack, self.hold_bound, self.log)
 
-    def command_gate(self, conn_id: int) -> CommandGate | None:
-        """Return the guard's gate for EMA's commands, None when it is off."""
-        return self._guard.gate(conn_id) if self._guard is not None else None
-
-    def framer_failed(self) -> None:
-        """Count a framer that failed and was dropped."""
-        self.decode_errors += 1
+    def _framer_failed(self) -> None:
+        self.framer_errors += 1
 
     def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
         """Return the responder's reply to a frame, or None for no reply."""
@@ -363,29 +371,3 @@ class Relay:
         except Exception:
             _LOGGER.exception("Cloudless responder failed; not answering this frame")
             return None
-
-
-class _EcuSide(Side):
-    """The ECU's connection to us."""
-
-    def __init__(self, accept: Callable[[Side, asyncio.Transport], None]) -> None:
-        self._accept = accept
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (other event loops' do not subclass asyncio.Transport).
-        transport = cast("asyncio.Transport", transport)
-        self.transport = transport
-        self._accept(self, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.session is not None:
-            self.session.from_ecu(data)
-
-    def eof_received(self) -> bool | None:
-        if self.session is not None:
-            return self.session.ecu_eof()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.session is not None:
-            self.session.ecu_lost(exc)

@@ -12,28 +12,25 @@ import asyncio
 import enum
 import ipaddress
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .lan_dns import host_addresses, resolver_from_env
 from .options import Mode
 from .upstream import ADDRESS_FILE, is_local_address
 from .web.routes import is_addon
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Callable
+    from pathlib import Path
 
     from .hub import Hub
+    from .lan_dns import Resolve
     from .models import RelayCounters
     from .options import Options
 
-# A hosts-like file ("address name..." per line) answering the DNS check instead of
-# the system resolver: for tests and demos that cannot change the machine's DNS.
-HOSTS_ENV = "ECU_PROXY_SELFCHECK_HOSTS"
 DNS_TIMEOUT_S = 3.0
 DNS_CACHE_S = 60.0
 # Within this the ECU clock counts as right (uploads take a few seconds).
@@ -91,64 +88,6 @@ class Report:
             "ema": self.ema.as_dict(),
             "clock": self.clock.as_dict(),
         }
-
-
-type Resolve = Callable[[str], Awaitable[list[str]]]
-
-
-async def system_resolve(host: str) -> list[str]:
-    """Return the addresses the system resolver gives for ``host``."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def hosts_resolver(path: Path) -> Resolve:
-    """Return a resolver answering from a hosts-like file (read on every call)."""
-
-    async def resolve(host: str) -> list[str]:
-        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
-        found: list[str] = []
-        for line in text.splitlines():
-            words = line.split("#", 1)[0].split()
-            if len(words) >= 2 and host.lower() in (w.lower() for w in words[1:]):
-                found.append(words[0])
-        if not found:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host} is not in {path}")
-        return found
-
-    return resolve
-
-
-def resolver_from_env(environ: Mapping[str, str] | None = None) -> Resolve:
-    """Return the hosts-file resolver when HOSTS_ENV is set, else the system one."""
-    env = os.environ if environ is None else environ
-    path = env.get(HOSTS_ENV)
-    return hosts_resolver(Path(path)) if path else system_resolve
-
-
-def host_addresses() -> list[str]:
-    """Return this host's addresses as far as it can tell without sending anything."""
-    found: dict[str, None] = {}
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            found[str(info[4][0])] = None
-    except OSError:
-        pass
-    # A UDP "connect" sends nothing; it only picks the address a route would use.
-    for family, target in (
-        (socket.AF_INET, "192.0.2.1"),
-        (socket.AF_INET6, "2001:db8::1"),
-    ):
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                sock.connect((target, 9))
-                found[str(sock.getsockname()[0])] = None
-        except OSError:
-            continue
-    return [
-        ip for ip in found if not ipaddress.ip_address(ip.split("%")[0]).is_loopback
-    ]
 
 
 class SelfCheck:

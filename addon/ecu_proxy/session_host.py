@@ -1,12 +1,13 @@
-"""The interface between the relay and its sessions, and the session's states.
+"""The interface between the relay and its sessions, and a session's modes.
 
-A ``Session`` may ask of the relay that accepted it only what ``SessionHost``
-lists; ``Relay`` implements it.
+A ``Session`` is given its framers (``FrameTap``) and the command guard's gate when
+the relay accepts its connection; beyond that it may ask of the relay only what
+``SessionHost`` lists. ``Relay`` implements it.
 """
 
 from __future__ import annotations
 
-from enum import Enum, StrEnum, auto
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
     from ecu_proxy.admission import Admission
     from ecu_proxy.durability import AckGate
-    from ecu_proxy.guard import CommandGate
     from ecu_proxy.models import (
         DecodedFrame,
         Direction,
@@ -33,15 +33,10 @@ class SessionMode(StrEnum):
     CLOUDLESS = "cloudless"
 
 
-class Pause(Enum):
-    """Why reading from one side is paused (internal; never logged or shown)."""
-
-    CONNECTING = auto()
-    BACKPRESSURE = auto()
-
-
 class SessionHost(Protocol):
     """What a session may ask of the relay that accepted it."""
+
+    # -- settings and shared state --------------------------------------------
 
     @property
     def admission(self) -> Admission:
@@ -54,6 +49,25 @@ class SessionHost(Protocol):
     @property
     def connect_timeout(self) -> float:
         """Return the seconds EMA has to accept a connection and to answer."""
+
+    def ack_gate(self, write: Callable[[bytes], None]) -> AckGate:
+        """Return a gate holding acknowledgements until the record is durable."""
+
+    def track_buffer(self, transport: asyncio.WriteTransport) -> None:
+        """Note a write buffer's size after a write."""
+
+    # -- upstream ---------------------------------------------------------------
+
+    async def open_upstream(self, session: Session) -> str:
+        """Open EMA's side of a session; say how it went.
+
+        Raise ``EmaUnreachableError`` saying why when EMA cannot be reached.
+        """
+
+    def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
+        """Return the responder's reply to a frame, or None for no reply."""
+
+    # -- what the session saw ---------------------------------------------------
 
     def publish(
         self, session: Session, raw: bytes, direction: Direction
@@ -69,33 +83,6 @@ class SessionHost(Protocol):
         detail: str | None = None,
     ) -> None:
         """Report how the upstream answered an upload."""
-
-    async def upstream_address(self) -> str:
-        """Resolve EMA's address."""
-
-    def ema_reachable(self) -> None:
-        """Note that a connection to EMA succeeded."""
-
-    def ema_unreachable(self, reason: str) -> None:
-        """Note that EMA could not be reached."""
-
-    def cloudless_reply(self, frame: DecodedFrame) -> bytes | None:
-        """Return the responder's reply to a frame, or None for no reply."""
-
-    def ack_gate(self, write: Callable[[bytes], None]) -> AckGate:
-        """Return a gate holding acknowledgements until the record is durable."""
-
-    def command_gate(self, conn_id: int) -> CommandGate | None:
-        """Return the guard's gate for EMA's commands, None when it is off."""
-
-    def track_buffer(self, transport: asyncio.WriteTransport) -> None:
-        """Note a write buffer's size after a write."""
-
-    def skipped(self, session: Session, count: int) -> None:
-        """Note bytes relayed without decoding (frame budget spent)."""
-
-    def framer_failed(self) -> None:
-        """Count a framer that failed and was dropped."""
 
     def session_closed(self, session: Session) -> None:
         """Forget a session whose connections are both closed."""

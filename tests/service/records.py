@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from ecu_proxy.decoder import BLOCK_TYPES
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+from ecu_proxy.wire import BLOCK_TYPES
 
 VECTORS = Path(__file__).parent.parent / "fixtures" / "vectors"
 CAPTURE_PATH = VECTORS / "ECU-R_YC600-QS1_1.txt"

@@ -34,14 +34,15 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from ecu_proxy.decoder import format_wire_timestamp
 from ecu_proxy.models import Direction, FrameEvent, FrameKind, UpstreamReport
 from ecu_proxy.relay import Relay
+from ecu_proxy.wire import format_wire_timestamp
 
 if TYPE_CHECKING:
     import random
 
-    from ecu_proxy.session import Session, Side
+    from ecu_proxy.session import Session
+    from ecu_proxy.sides import Side
 
 
 ECU_HOST = "127.0.0.1"
@@ -336,9 +337,9 @@ class WatchedRelay(Relay):
         super().session_closed(session)
         self._changed.set()
 
-    def skipped(self, session: Session, count: int) -> None:
+    def _skipped(self, peer_host: str, conn_id: int, count: int) -> None:
         """Count the skipped bytes and wake waiters."""
-        super().skipped(session, count)
+        super()._skipped(peer_host, conn_id, count)
         self._changed.set()
 
     def track_buffer(self, transport: asyncio.WriteTransport) -> None:

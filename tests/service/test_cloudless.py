@@ -22,10 +22,11 @@ from ecu_proxy.cloudless import (
     encode_ema_reply,
     encode_no_more_commands,
 )
-from ecu_proxy.decoder import decode_frame, format_wire_timestamp
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.framing import aps_length
 from ecu_proxy.models import Direction, FrameKind, UpstreamResult
 from ecu_proxy.options import Mode, Options
+from ecu_proxy.wire import format_wire_timestamp
 
 if TYPE_CHECKING:
     from pathlib import Path

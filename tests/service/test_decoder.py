@@ -19,14 +19,7 @@ from records import (
     splice,
 )
 
-from ecu_proxy.decoder import (
-    decode_frame,
-    ecu_model,
-    format_wire_timestamp,
-    inverter_family,
-    parse_signed_temperature,
-    parse_wire_timestamp,
-)
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import (
     encode_control_poll,
     encode_data_record,
@@ -35,6 +28,13 @@ from ecu_proxy.encoder import (
     format_signed_temperature,
 )
 from ecu_proxy.models import DecodedFrame, Direction, FrameKind
+from ecu_proxy.wire import (
+    ecu_model,
+    format_wire_timestamp,
+    inverter_family,
+    parse_signed_temperature,
+    parse_wire_timestamp,
+)
 
 
 def decode_data(data: bytes) -> DecodedFrame:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from records import CAPTURE, SYNTHETIC, WHEN
 
-from ecu_proxy.decoder import BLOCK_TYPES, decode_frame, ecu_model
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import (
     encode_control_poll,
     encode_data_record,
@@ -17,6 +17,7 @@ from ecu_proxy.encoder import (
 )
 from ecu_proxy.framing import Framer
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+from ecu_proxy.wire import BLOCK_TYPES, ecu_model
 
 FAST = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

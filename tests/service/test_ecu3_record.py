@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecu_proxy.decoder import a_padded_int, decode_frame
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_ecu3_typed_record
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+from ecu_proxy.wire import a_padded_int
 
 ECU_ID = "203000001234"
 STATUS = "0" * 11

@@ -15,7 +15,7 @@ from homeassistant.components.sensor import SensorEntityDescription
 from custom_components.apsystems_ema_proxy import binary_sensor, sensor
 from ecu_proxy.mqtt.availability import is_fresh, stale_at
 from ecu_proxy.mqtt.config import BrokerService, resolve_settings
-from ecu_proxy.mqtt.discovery import (
+from ecu_proxy.mqtt.entities import (
     AC_VOLTAGE,
     CHANNEL_ENTITIES,
     ECU_ENTITIES,
@@ -26,7 +26,7 @@ from ecu_proxy.mqtt.discovery import (
     EntitySpec,
     phase_voltage,
 )
-from ecu_proxy.mqtt.publisher import Message, Outbox
+from ecu_proxy.mqtt.outbox import Message, Outbox
 from ecu_proxy.mqtt.service_state import ema_reachable, service_state
 from ecu_proxy.options import Options, OptionsError, options_from_mapping
 from ecu_proxy.supervisor import SupervisorClient

@@ -34,8 +34,9 @@ from stand_ins import FakeEcu, free_port
 
 from ecu_proxy.hub import Hub
 from ecu_proxy.models import UpstreamReport, UpstreamResult
-from ecu_proxy.mqtt.discovery import RETIRED_ECU_ENTITIES
-from ecu_proxy.mqtt.publisher import MqttPublisher, MqttState
+from ecu_proxy.mqtt.entities import RETIRED_ECU_ENTITIES
+from ecu_proxy.mqtt.publisher import MqttPublisher
+from ecu_proxy.mqtt.status import MqttState
 from ecu_proxy.options import Mode, Options
 from ecu_proxy.service import Service
 

@@ -28,11 +28,12 @@ from pathlib import Path
 import pytest
 from stand_ins import VECTORS, EmaConnection, FakeEcu, StandInEma, free_port_pair
 
-from ecu_proxy.decoder import decode_frame, format_wire_timestamp, parse_wire_timestamp
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.options import Mode
 from ecu_proxy.state import LiveState
 from ecu_proxy.storage import STATE_FILE, StateStore
+from ecu_proxy.wire import format_wire_timestamp, parse_wire_timestamp
 
 ECU = "216000064136"
 INV = "408000111178"

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecu_proxy.decoder import format_wire_timestamp as wire_time
 from ecu_proxy.models import (
     Channel,
     DecodedFrame,
@@ -26,6 +25,7 @@ from ecu_proxy.state import (
     RecordStatus,
     StateFormatError,
 )
+from ecu_proxy.wire import format_wire_timestamp as wire_time
 
 ECU = "216000064136"
 ECU2 = "215000003925"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from ecu_proxy.decoder import format_wire_timestamp as wire_time
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
 from ecu_proxy.state import LiveState, RecordStatus
 from ecu_proxy.timeline import StampWindow
+from ecu_proxy.wire import format_wire_timestamp as wire_time
 
 ECU = "216000064136"
 YC600 = "408000111178"

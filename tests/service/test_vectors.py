@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from records import VECTORS
 
-from ecu_proxy.decoder import decode_frame, ecu_model
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.framing import Framer
 from ecu_proxy.models import DecodedFrame, Direction, FrameKind, Inverter
+from ecu_proxy.wire import ecu_model
 
 MANIFEST = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
 ENTRIES: list[dict[str, Any]] = MANIFEST["vectors"]

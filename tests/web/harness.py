@@ -36,8 +36,8 @@ from ecu_proxy.cloudless import encode_no_more_commands
 from ecu_proxy.demo import capture_record, daylight, simulated_record, upload
 from ecu_proxy.encoder import encode_control_poll, encode_data_record
 from ecu_proxy.hub import Event
+from ecu_proxy.lan_dns import HOSTS_ENV
 from ecu_proxy.options import Options
-from ecu_proxy.selfcheck import HOSTS_ENV
 from ecu_proxy.service import Service
 
 if TYPE_CHECKING:

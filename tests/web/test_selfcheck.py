@@ -15,6 +15,7 @@ from records import ECU_ID, inverter, record
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.hub import Hub
+from ecu_proxy.lan_dns import HOSTS_ENV, hosts_resolver
 from ecu_proxy.models import (
     DecodedFrame,
     Direction,
@@ -24,7 +25,7 @@ from ecu_proxy.models import (
     UpstreamResult,
 )
 from ecu_proxy.options import Mode, Options
-from ecu_proxy.selfcheck import HOSTS_ENV, SelfCheck, Status, hosts_resolver
+from ecu_proxy.selfcheck import SelfCheck, Status
 from ecu_proxy.service import Service
 from ecu_proxy.upstream import ADDRESS_FILE
 

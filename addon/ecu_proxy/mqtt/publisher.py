@@ -1,40 +1,33 @@
 """Publish the live state to an MQTT broker, without ever holding up the relay.
 
 The hub hands events to a subscription queue (``put_nowait``); a pump task only
-copies the newest ECU document into a cache and marks it dirty. A sender task turns
-dirty ECUs into messages in an outbox where the latest value per topic wins, and
-publishes them with QoS 1 while connected. A slow or absent broker therefore costs
-the relay nothing: records arriving meanwhile replace each other in the outbox, and
-every (re)connect publishes the whole current state again.
+hands them to the ``TopicMirror``, which keeps the newest ECU documents and marks
+them dirty. A sender task has the mirror turn dirty ECUs into messages in an outbox
+where the latest value per topic wins, and publishes them with QoS 1 while
+connected. A slow or absent broker therefore costs the relay nothing: records
+arriving meanwhile replace each other in the outbox, and every (re)connect publishes
+the whole current state again. This module is the connection: connect, publish,
+listen for Home Assistant's birth, back off and reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..hub import Event
 from ..options import OptionsError
-from .availability import STALE_AFTER, is_fresh, last_seen, stale_at
+from .availability import STALE_AFTER
 from .config import resolve_settings
-from .discovery import (
-    ecu_config,
-    ecu_shape,
-    inverter_config,
-    inverter_shape,
-    service_config,
-)
-from .service_state import service_state
+from .mirror import TopicMirror
+from .outbox import Outbox
+from .status import MqttState, MqttStatus
 from .topics import HA_ONLINE, OFFLINE, ONLINE, Topics
 
 if TYPE_CHECKING:
@@ -67,114 +60,10 @@ MAX_DELAY = 60.0
 MIN_INTERVAL = 1.0
 # MQTT 3.1.1 CONNACK codes 4/5 and MQTT 5 reason codes 134/135.
 _AUTH_CODES = frozenset({4, 5, 134, 135})
-EMA_COMMAND_EVENT = "ema_command"
-
-
-class MqttState(enum.StrEnum):
-    """Where the MQTT connection stands, as /api/health shows it."""
-
-    DISABLED = "disabled"
-    NOT_CONFIGURED = "not_configured"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-    AUTH_FAILED = "auth_failed"
-
-
-@dataclass(slots=True)
-class MqttStatus:
-    """The publisher's state for /api/health."""
-
-    enabled: bool
-    discovery: bool
-    state: MqttState
-    broker: str | None = None
-    error: str | None = None
-    published: int = 0
-    dropped: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form of docs/api.md."""
-        return {
-            "enabled": self.enabled,
-            "discovery": self.discovery,
-            "state": self.state.value,
-            "broker": self.broker,
-            "error": self.error,
-            "published": self.published,
-            "dropped": self.dropped,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message waiting for the broker."""
-
-    topic: str
-    payload: str
-    retain: bool
-
-
-@dataclass(slots=True)
-class Outbox:
-    """Pending messages, one per topic (the latest wins), at most ``limit``."""
-
-    limit: int
-    dropped: int = 0
-    _items: dict[str, Message] = field(default_factory=dict)
-
-    def put(self, message: Message) -> None:
-        """Queue a message, replacing an older one of the same topic."""
-        if message.topic in self._items:
-            self.dropped += 1
-        elif len(self._items) >= self.limit:
-            del self._items[next(iter(self._items))]
-            self.dropped += 1
-        self._items[message.topic] = message
-
-    def take(self, count: int) -> list[Message]:
-        """Remove and return up to ``count`` messages, oldest first."""
-        taken: list[Message] = []
-        while self._items and len(taken) < count:
-            topic = next(iter(self._items))
-            taken.append(self._items.pop(topic))
-        return taken
-
-    def __len__(self) -> int:
-        """Return how many messages wait."""
-        return len(self._items)
-
-
-@dataclass(slots=True)
-class _Discovered:
-    """What was announced for a device, to notice changes and removals."""
-
-    shape: tuple[Any, ...] | None  # None: announce again
-    topics: tuple[str, ...]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# Parts of an ECU's /api/state object that its state topic does not carry.
-ECU_TOPIC_LEAVES_OUT = frozenset({"inverters", "commands"})
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def _ecu_message(
-    topics: Topics, settings: MqttSettings, ecu: dict[str, Any]
-) -> Message:
-    """Return the ECU's state message: its state without inverters and commands.
-
-    Inverters have topics of their own, and EMA commands go out as events on the
-    ECU's ``ema_command`` topic.
-    """
-    body = {k: v for k, v in ecu.items() if k not in ECU_TOPIC_LEAVES_OUT}
-    return Message(topics.ecu_state(ecu["ecu_id"]), _dumps(body), settings.retain)
 
 
 def _read_disconnect_error(client: aiomqtt.Client) -> None:
@@ -230,24 +119,9 @@ class MqttPublisher:
         self.settings: MqttSettings | None = None
         self.topics: Topics | None = None
         self._outbox = Outbox(outbox_limit)
-        self._ecus: dict[str, dict[str, Any]] = {}
-        self._dirty: set[str] = set()
-        self._dirty_body: set[str] = set()  # only the ECU's own topic changed
-        self._not_before: dict[str, float] = {}  # ECU id -> loop time of next publish
-        self._deadlines: dict[str, datetime] = {}
-        self._discovered: dict[str, _Discovered] = {}
-        # Availability last queued per topic: sent again only when it changes.
-        self._availability: dict[str, str] = {}
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._last_problem: str | None = None
-        # The service's own device: announced since the last (re)connect or birth,
-        # and the state payload last queued (sent again only when it changes).
-        self._service_announced = False
-        self._service_body: str | None = None
-        # Retained discovery topics of this service seen at connect -> state topic.
-        self._retained_configs: dict[str, Any] = {}
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -275,9 +149,18 @@ class MqttPublisher:
         self.status.broker = settings.broker
         self.status.discovery = settings.discovery
         self.status.state = MqttState.CONNECTING
+        mirror = TopicMirror(
+            self.topics,
+            settings,
+            self._hub.version,
+            self._outbox,
+            clock=self._clock,
+            stale_after=self._stale_after,
+            min_interval=self._min_interval,
+        )
         self._tasks = [
-            asyncio.create_task(self._pump(), name="mqtt-pump"),
-            asyncio.create_task(self._run(), name="mqtt-client"),
+            asyncio.create_task(self._pump(mirror), name="mqtt-pump"),
+            asyncio.create_task(self._run(mirror), name="mqtt-client"),
         ]
 
     async def stop(self) -> None:
@@ -296,66 +179,37 @@ class MqttPublisher:
 
     # --- hub side (never waits on the broker) ------------------------------------
 
-    async def _pump(self) -> None:
+    async def _pump(self, mirror: TopicMirror) -> None:
         """Follow the hub's events; resubscribe from a snapshot after an overflow."""
         while True:
             sub = self._hub.subscribe(HUB_QUEUE)
             sub.listen(self._hub.last_seq)
-            self._load_snapshot()
+            mirror.load(self._hub.snapshot()["ecus"])
             try:
-                await self._follow(sub)
+                await self._follow(sub, mirror)
             finally:
                 sub.close()
             _LOGGER.warning("MQTT output fell behind the hub; resending the state")
 
-    async def _follow(self, sub: Subscription) -> None:
+    async def _follow(self, sub: Subscription, mirror: TopicMirror) -> None:
         while True:
             item = await sub.get()
             if isinstance(item, Event):
                 try:
-                    self._on_event(item)
+                    mirror.on_event(item)
                 except Exception:  # one odd event must not end MQTT output
                     _LOGGER.exception("Could not handle event %s for MQTT", item.name)
             if sub.closed:  # overflowed: the snapshot covers what was lost
                 return
 
-    def _load_snapshot(self) -> None:
-        ecus: dict[str, dict[str, Any]] = self._hub.snapshot()["ecus"]
-        self._ecus = dict(ecus)
-        self._dirty.update(ecus)
-        self._wake.set()
-
-    def _on_event(self, event: Event) -> None:
-        data = event.data
-        if event.name == "record":
-            ecu_id = data["ecu_id"]
-            self._ecus[ecu_id] = data["ecu"]
-            self._dirty.add(ecu_id)
-        elif event.name == "ecu_status":
-            ecu_id = data["ecu_id"]
-            if (cached := self._ecus.get(ecu_id)) is None:
-                return
-            # Event data is shared with other listeners: copy, never mutate.
-            self._ecus[ecu_id] = {**cached, "upstream": data["upstream"]}
-            self._dirty_body.add(ecu_id)
-        elif event.name.startswith(EMA_COMMAND_EVENT) and self.topics is not None:
-            ecu_id = data.get("ecu_id")
-            if not isinstance(ecu_id, str):
-                return
-            payload = _dumps({"event": event.name, "seq": event.seq, **data})
-            self._outbox.put(Message(self.topics.ema_command(ecu_id), payload, False))
-        else:
-            return
-        self._wake.set()
-
     # --- broker side -------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, mirror: TopicMirror) -> None:
         """Connect, publish until the connection breaks, back off, repeat."""
         attempt = 0
         while True:
             try:
-                await self._session()
+                await self._session(mirror)
             except (aiomqtt.MqttError, OSError) as err:
                 if self._connected.is_set():
                     attempt = 0
@@ -385,10 +239,8 @@ class MqttPublisher:
         client.pending_calls_threshold = BATCH + 10
         return client
 
-    async def _session(self) -> None:
-        settings, topics = self.settings, self.topics
-        assert settings is not None
-        assert topics is not None
+    async def _session(self, mirror: TopicMirror) -> None:
+        settings, topics = mirror.settings, mirror.topics
         self.status.state = MqttState.CONNECTING
         async with self._client(settings, topics) as client:
             try:
@@ -397,10 +249,10 @@ class MqttPublisher:
                 )
                 if settings.discovery:
                     await client.subscribe(topics.ha_status, QOS)
-                    await self._start_sweep(client, topics)
+                    await self._start_sweep(client, mirror)
                 self._connection_made(settings)
-                self._resend_all(forget_discovery=True)
-                await self._serve(client, topics)
+                mirror.resend_all(forget_discovery=True)
+                await self._serve(client, mirror)
             except asyncio.CancelledError:
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     await client.publish(
@@ -412,15 +264,15 @@ class MqttPublisher:
                     )
                 raise
 
-    async def _serve(self, client: aiomqtt.Client, topics: Topics) -> None:
+    async def _serve(self, client: aiomqtt.Client, mirror: TopicMirror) -> None:
         """Send and listen until either fails; the listener notices a lost broker.
 
         Raise the failure (MqttError when the connection ends), so ``_run``
         reconnects even when there was nothing to send.
         """
         tasks = (
-            asyncio.create_task(self._send(client), name="mqtt-send"),
-            asyncio.create_task(self._listen(client, topics), name="mqtt-listen"),
+            asyncio.create_task(self._send(client, mirror), name="mqtt-send"),
+            asyncio.create_task(self._listen(client, mirror), name="mqtt-listen"),
         )
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -466,85 +318,42 @@ class MqttPublisher:
                 "MQTT broker %s: %s; reconnecting with backoff", broker, problem
             )
 
-    async def _start_sweep(self, client: aiomqtt.Client, topics: Topics) -> None:
+    async def _start_sweep(self, client: aiomqtt.Client, mirror: TopicMirror) -> None:
         """Read the retained discovery configs, to withdraw those of lost devices.
 
         The broker sends the retained configs right after subscribing; the marker
         published afterwards comes back behind them, so its arrival means all were
         read (see ``_listen``).
         """
-        self._retained_configs = {}
+        topics = mirror.topics
+        mirror.start_sweep()
         await client.subscribe(topics.discovery_configs, QOS)
         await client.subscribe(topics.sync, QOS)
         await client.publish(topics.sync, "sweep", QOS)
 
-    async def _listen(self, client: aiomqtt.Client, topics: Topics) -> None:
+    async def _listen(self, client: aiomqtt.Client, mirror: TopicMirror) -> None:
         """Re-announce on Home Assistant's birth; sweep retained configs once."""
+        topics = mirror.topics
         async for message in client.messages:
             payload = message.payload
             if message.topic.matches(topics.ha_status):
                 if payload in (HA_ONLINE, HA_ONLINE.encode()):
                     _LOGGER.debug("Home Assistant came online; sending discovery again")
-                    self._resend_all(forget_discovery=True)
+                    mirror.resend_all(forget_discovery=True)
             elif message.topic.matches(topics.sync):
                 await client.unsubscribe(topics.discovery_configs)
                 await client.unsubscribe(topics.sync)
-                self._sweep(topics)
+                mirror.sweep()
             elif message.topic.matches(topics.discovery_configs):
-                self._note_retained(topics, str(message.topic), payload)
+                mirror.note_retained(str(message.topic), payload)
 
-    def _note_retained(self, topics: Topics, topic: str, payload: Any) -> None:
-        """Remember a retained discovery config if this service published it."""
-        if not isinstance(payload, bytes) or not payload:
-            return
-        try:
-            config = json.loads(payload)
-            availability = config.get("availability") or []
-            ours = {"topic": topics.service_availability} in availability
-        except (ValueError, AttributeError, TypeError):
-            return  # someone else's config
-        if ours:
-            self._retained_configs[topic] = config.get("state_topic")
-
-    def _sweep(self, topics: Topics) -> None:
-        """Withdraw retained configs (and state) of devices the state has lost."""
-        devices = set(self._ecus) | set(self._owners()) | {topics.server_id}
-        present = {topics.discovery(d) for d in devices}
-        for topic, state_topic in self._retained_configs.items():
-            if topic in present:
-                continue
-            _LOGGER.info("Removing %s from MQTT discovery (no longer reported)", topic)
-            self._outbox.put(Message(topic, "", True))
-            if isinstance(state_topic, str) and state_topic.startswith(topics.prefix):
-                self._outbox.put(Message(state_topic, "", True))
-                availability = state_topic.removesuffix("/state") + "/availability"
-                self._outbox.put(Message(availability, "", True))
-        self._retained_configs = {}
-        self._wake.set()
-
-    def _resend_all(self, *, forget_discovery: bool) -> None:
-        if forget_discovery:
-            for announced in self._discovered.values():
-                announced.shape = None
-            self._availability.clear()
-            self._service_announced = False
-        self._service_body = None
-        self._not_before.clear()
-        self._dirty.update(self._ecus)
-        self._wake.set()
-
-    async def _send(self, client: aiomqtt.Client) -> None:
+    async def _send(self, client: aiomqtt.Client, mirror: TopicMirror) -> None:
         while True:
-            self._expire()
-            self._render_service()
-            if self._dirty:
-                self._render_dirty()
-            if self._dirty_body:
-                self._render_bodies()
+            mirror.render()
             batch = self._outbox.take(BATCH)
             self.status.dropped = self._outbox.dropped
             if not batch:
-                await self._wait()
+                await self._wait(mirror)
                 continue
             results = await asyncio.gather(
                 *(
@@ -558,165 +367,10 @@ class MqttPublisher:
                     raise result
             self.status.published += len(batch)
 
-    async def _wait(self) -> None:
+    async def _wait(self, mirror: TopicMirror) -> None:
         """Wait for new data or for the next device to turn stale."""
-        self._wake.clear()
+        mirror.wake.clear()
         if len(self._outbox):
             return
-        timeouts = []
-        if self._deadlines:
-            due = min(self._deadlines.values())
-            timeouts.append((due - self._clock()).total_seconds())
-        if held := self._dirty | self._dirty_body:  # held back by MIN_INTERVAL
-            loop_now = asyncio.get_running_loop().time()
-            timeouts.append(min(self._not_before.get(e, 0.0) for e in held) - loop_now)
-        timeout = max(0.0, min(timeouts)) if timeouts else None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for ecu_id, due in list(self._deadlines.items()):
-            if due <= now:
-                del self._deadlines[ecu_id]
-                self._dirty.add(ecu_id)
-
-    # --- rendering ---------------------------------------------------------------
-
-    def _render_dirty(self) -> None:
-        topics, settings = self.topics, self.settings
-        assert topics is not None
-        assert settings is not None
-        loop_now = asyncio.get_running_loop().time()
-        due = {e for e in self._dirty if self._not_before.get(e, 0.0) <= loop_now}
-        if not due:
-            return
-        self._dirty -= due
-        now = self._clock()
-        owners = self._owners()
-        self._dirty_body -= due  # the full render sends the ECU's topic too
-        for ecu_id in sorted(due):
-            self._not_before[ecu_id] = loop_now + self._min_interval
-            if (ecu := self._ecus.get(ecu_id)) is not None:
-                self._render_ecu(topics, settings, ecu, owners, now)
-        if settings.discovery:
-            self._remove_vanished(topics, owners)
-
-    def _render_service(self) -> None:
-        """Queue the service's discovery config and its state when it changed."""
-        topics, settings = self.topics, self.settings
-        assert topics is not None
-        assert settings is not None
-        version = self._hub.version
-        if settings.discovery and not self._service_announced:
-            self._service_announced = True
-            config = service_config(topics, version)
-            self._outbox.put(
-                Message(topics.discovery(topics.server_id), _dumps(config), True)
-            )
-        body = _dumps(service_state(version, self._ecus))
-        if body != self._service_body:
-            self._service_body = body
-            self._outbox.put(Message(topics.service_state, body, True))
-
-    def _render_bodies(self) -> None:
-        """Queue the ECU topics whose upload status changed (one message each)."""
-        topics, settings = self.topics, self.settings
-        assert topics is not None
-        assert settings is not None
-        loop_now = asyncio.get_running_loop().time()
-        for ecu_id in list(self._dirty_body):
-            if self._not_before.get(ecu_id, 0.0) > loop_now:
-                continue  # held back by MIN_INTERVAL like a record
-            self._dirty_body.discard(ecu_id)
-            self._not_before[ecu_id] = loop_now + self._min_interval
-            if (ecu := self._ecus.get(ecu_id)) is not None:
-                self._outbox.put(_ecu_message(topics, settings, ecu))
-
-    def _owners(self) -> dict[str, str]:
-        """Map each inverter to the ECU that reported it last (as the integration)."""
-        owners: dict[str, str] = {}
-        newest: dict[str, datetime] = {}
-        never = datetime.min.replace(tzinfo=UTC)
-        for ecu_id in sorted(self._ecus):
-            for inv_id, inverter in (self._ecus[ecu_id].get("inverters") or {}).items():
-                seen = last_seen(inverter) or never
-                if inv_id not in newest or seen > newest[inv_id]:
-                    newest[inv_id], owners[inv_id] = seen, ecu_id
-        return owners
-
-    def _render_ecu(
-        self,
-        topics: Topics,
-        settings: MqttSettings,
-        ecu: dict[str, Any],
-        owners: dict[str, str],
-        now: datetime,
-    ) -> None:
-        ecu_id: str = ecu["ecu_id"]
-        retain = settings.retain
-        inverters: dict[str, dict[str, Any]] = ecu.get("inverters") or {}
-        put = self._outbox.put
-        version = self._hub.version
-        stale_after = self._stale_after
-        if settings.discovery:
-            self._announce(
-                topics,
-                ecu_id,
-                ecu_shape(ecu),
-                lambda: ecu_config(topics, ecu, version, stale_after),
-                (),
-            )
-        put(_ecu_message(topics, settings, ecu))
-        deadlines = [stale_at(ecu, self._stale_after)]
-        for inv_id, inverter in inverters.items():
-            fresh = is_fresh(inverter, now, self._stale_after)
-            state_topic = topics.inverter_state(ecu_id, inv_id)
-            avail_topic = topics.inverter_availability(ecu_id, inv_id)
-            if settings.discovery and owners.get(inv_id) == ecu_id:
-                self._announce(
-                    topics,
-                    inv_id,
-                    inverter_shape(ecu_id, inverter),
-                    partial(
-                        inverter_config, topics, ecu_id, inverter, version, stale_after
-                    ),
-                    (state_topic, avail_topic),
-                )
-            put(Message(state_topic, _dumps(inverter), retain))
-            available = ONLINE if fresh else OFFLINE
-            if self._availability.get(avail_topic) != available:
-                self._availability[avail_topic] = available
-                put(Message(avail_topic, available, True))
-            deadlines.append(stale_at(inverter, self._stale_after))
-        future = [d for d in deadlines if d is not None and d > now]
-        if future:
-            self._deadlines[ecu_id] = min(future)
-        else:
-            self._deadlines.pop(ecu_id, None)
-
-    def _announce(
-        self,
-        topics: Topics,
-        device_id: str,
-        shape: tuple[Any, ...],
-        config: Callable[[], dict[str, Any]],
-        state_topics: tuple[str, ...],
-    ) -> None:
-        """Queue a device's discovery config when it is new or changed."""
-        known = self._discovered.get(device_id)
-        if known is not None and known.shape == shape:
-            return
-        self._discovered[device_id] = _Discovered(shape, state_topics)
-        self._outbox.put(Message(topics.discovery(device_id), _dumps(config()), True))
-
-    def _remove_vanished(self, topics: Topics, owners: dict[str, str]) -> None:
-        """Withdraw discovery (and retained state) of devices no longer reported."""
-        present = set(self._ecus) | set(owners)
-        for device_id in [d for d in self._discovered if d not in present]:
-            announced = self._discovered.pop(device_id)
-            _LOGGER.info("Removing %s from MQTT discovery", device_id)
-            self._outbox.put(Message(topics.discovery(device_id), "", True))
-            for topic in announced.topics:
-                self._availability.pop(topic, None)
-                self._outbox.put(Message(topic, "", True))
+            await asyncio.wait_for(mirror.wake.wait(), mirror.next_due())
