@@ -25,15 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from records import ECU_ID
+from records import received, record
 from stand_ins import free_port
-
-from ecu_proxy.models import DecodedFrame, Direction, FrameEvent, FrameKind
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
-    from ecu_proxy.models import Inverter
+    from ecu_proxy.models import FrameEvent, Inverter
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -320,26 +318,11 @@ def data_record(
     *inverters: Inverter, at: dt.datetime | None = None, minute: int = 0
 ) -> FrameEvent:
     """Return a data record of ECU_ID with these inverters, received ``at``."""
-    frame = DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ECU_ID,
-        ecu_model="ECU-R",
-        timestamp=dt.datetime(2024, 2, 6, 11, minute, 0),
+    frame = record(
+        *inverters,
         power_w=round(sum(i.power_w or 0 for i in inverters), 1),
-        round_energy_kwh=0.0,
+        timestamp=dt.datetime(2024, 2, 6, 11, minute, 0),
         lifetime_energy_kwh=2127.9 + minute,
-        inverter_count=len(inverters),
-        more_records=False,
-        inverters=inverters,
+        ecu_model="ECU-R",
     )
-    return FrameEvent(
-        1,
-        8995,
-        "192.0.2.10:40000",
-        Direction.ECU_TO_EMA,
-        b"",
-        frame,
-        at or dt.datetime.now(dt.UTC),
-    )
+    return received(frame, at)

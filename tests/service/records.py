@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+from ecu_proxy.models import (
+    Channel,
+    DecodedFrame,
+    Direction,
+    FrameEvent,
+    FrameKind,
+    Inverter,
+)
 from ecu_proxy.wire import BLOCK_TYPES
 
 VECTORS = Path(__file__).parent.parent / "fixtures" / "vectors"
@@ -85,6 +92,9 @@ def record(
     ecu_id: str = ECU_ID,
     inverter_count: int | None = None,
     more_records: bool = False,
+    timestamp: datetime = WHEN,
+    lifetime_energy_kwh: float = 2127.9,
+    ecu_model: str | None = None,
 ) -> DecodedFrame:
     """Return a version-18 data record; power defaults to the sum of the channels."""
     if power_w is None:
@@ -94,13 +104,29 @@ def record(
         version="18",
         length=0,
         ecu_id=ecu_id,
-        timestamp=WHEN,
+        ecu_model=ecu_model,
+        timestamp=timestamp,
         power_w=power_w,
         round_energy_kwh=0.0,
-        lifetime_energy_kwh=2127.9,
+        lifetime_energy_kwh=lifetime_energy_kwh,
         inverter_count=len(inverters) if inverter_count is None else inverter_count,
         more_records=more_records,
         inverters=inverters,
+    )
+
+
+def received(
+    frame: DecodedFrame, at: datetime | None = None, raw: bytes = b""
+) -> FrameEvent:
+    """Return the relay's event for ``frame`` received from an ECU on port 8995."""
+    return FrameEvent(
+        connection_id=1,
+        port=8995,
+        peer="192.0.2.10:40000",
+        direction=Direction.ECU_TO_EMA,
+        raw=raw,
+        frame=frame,
+        received_at=at or datetime.now(UTC),
     )
 
 

@@ -11,16 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import records
 
 from ecu_proxy import api as api_module
 from ecu_proxy.api import ApiServer
 from ecu_proxy.hub import HISTORY_SIZE, Hub
 from ecu_proxy.models import (
-    Channel,
-    DecodedFrame,
-    Direction,
     FrameEvent,
-    FrameKind,
     Inverter,
     RelayCounters,
     UpstreamReport,
@@ -40,46 +37,21 @@ WAIT = 10.0
 
 
 def inverter(inv_id: str = YC600, channels: int = 2) -> Inverter:
-    return Inverter(
-        id=inv_id,
-        type_code="07" if channels == 2 else "08",
-        family="YC600" if channels == 2 else "QS1",
-        ac_voltage_v=228.0,
-        frequency_hz=50.0,
-        temperature_c=13.0,
-        power_w=35.0,
-        round_energy_wh=None,
-        channels=tuple(Channel(n, 33.8, 0.5, 17.0, 1.409) for n in range(channels)),
-    )
+    return records.inverter("07" if channels == 2 else "08", inv_id)
 
 
 def data_event(
     at: datetime, inverters: tuple[Inverter, ...] = (), ecu_id: str = ECU
 ) -> FrameEvent:
-    invs = inverters or (inverter(),)
-    frame = DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ecu_id,
-        ecu_model="ECU-R",
-        timestamp=at,
+    frame = records.record(
+        *(inverters or (inverter(),)),
         power_w=190.0,
-        round_energy_kwh=0.0,
-        lifetime_energy_kwh=2127.9,
-        inverter_count=len(invs),
-        more_records=False,
-        inverters=invs,
+        ecu_id=ecu_id,
+        timestamp=at,
+        ecu_model="ECU-R",
     )
-    return FrameEvent(
-        connection_id=1,
-        port=8995,
-        peer="192.0.2.10:40000",
-        direction=Direction.ECU_TO_EMA,
-        raw=b"APS18AA302AAAAAAA1" + ecu_id.encode() + b"...END\n",
-        frame=frame,
-        received_at=RECEIVED,
-    )
+    raw = b"APS18AA302AAAAAAA1" + ecu_id.encode() + b"...END\n"
+    return records.received(frame, RECEIVED, raw)
 
 
 @dataclass
