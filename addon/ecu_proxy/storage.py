@@ -30,9 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
-import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import temp_path, write_atomic
 from .contract.codec import decode, encode, meta
+from .strict_json import StrictJsonError, parse_strict
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -52,12 +51,6 @@ _LOGGER = logging.getLogger(__name__)
 COUNTER = meta(minimum=0, maximum=2**63 - 1)
 READING = meta(minimum=-1e15, maximum=1e15)
 
-# The state document is 6 levels deep; anything far deeper is damage or an attack.
-MAX_DEPTH = 32
-# 19 digits hold any 63-bit counter.
-MAX_INT_DIGITS = 19
-# Brackets outside strings: a string token is skipped whole, escapes included.
-_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 type Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -139,7 +132,11 @@ class Store[T]:
         except OSError as err:
             return self._bad(f"cannot read {self.path.name}: {err}", b"")
         try:
-            document, migrated_from = self._migrate(parse_document(raw))
+            parsed = parse_strict(raw)
+        except StrictJsonError as err:
+            return self._bad(f"{self.path.name} is not valid JSON: {err}", raw)
+        try:
+            document, migrated_from = self._migrate(parsed)
         except StorageError as err:
             return self._bad(f"{self.path.name}: {err}", raw)
         try:
@@ -369,58 +366,3 @@ class Store[T]:
         else:
             _LOGGER.debug("Saving still fails: %s", problem)
         self.disk_problem = problem
-
-
-def parse_document(data: bytes) -> Any:
-    """Parse file bytes as strict JSON, or raise StorageError saying why.
-
-    Stricter than ``json.loads``: NaN and Infinity (which a later answer would serve
-    as invalid JSON), numbers too large for a float or a 64-bit counter, and nesting
-    deep enough to exhaust the stack are refused instead of escaping as other errors.
-    """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise StorageError(f"is not valid JSON: {err}") from err
-    if _nesting_depth(text) > MAX_DEPTH:
-        raise StorageError(f"is not valid JSON: nested deeper than {MAX_DEPTH}")
-    try:
-        return json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-        )
-    except (ValueError, RecursionError) as err:
-        # JSONDecodeError is a ValueError; so are the refusals above
-        raise StorageError(f"is not valid JSON: {err}") from err
-
-
-def _nesting_depth(text: str) -> int:
-    """Return the deepest bracket nesting outside strings (a cheap linear scan)."""
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in "]}":
-            depth -= 1
-    return deepest
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"integer of {len(text)} digits")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
