@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -16,9 +18,7 @@ from ecu_proxy.ecu_admission import CONFIRMING_RECORDS
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter, UpstreamResult
 from ecu_proxy.state import LiveState, RecordStatus
 from ecu_proxy.state_file import FORMAT, STATE_FILE, SavedState, state_store
-
-if TYPE_CHECKING:
-    from ecu_proxy.storage import Store
+from ecu_proxy.storage import Store
 
 ECU = "216000064136"
 ECU3 = "203000000001"
@@ -413,3 +413,61 @@ def test_format_1_entries_that_pass_json_but_not_the_state_are_refused(
     assert loaded.problem is not None
     assert problem in loaded.problem
     assert loaded.moved_aside is not None
+
+
+@dataclass
+class Note:
+    """A tiny document: the store keeps any contract type, not only the state."""
+
+    text: str
+    count: int = 0
+
+
+def test_migrations_run_one_format_after_another(tmp_path: Path) -> None:
+    def rename(old: dict[str, Any]) -> dict[str, Any]:
+        return {"format": 2, "text": old["words"]}
+
+    def count(old: dict[str, Any]) -> dict[str, Any]:
+        return {**old, "format": 3, "count": len(old["text"])}
+
+    path = tmp_path / "note.json"
+    path.write_text('{"format": 1, "words": "hello"}')
+    notes = Store(path, Note, version=3, migrations={1: rename, 2: count})
+    loaded = notes.load()
+    assert loaded.data == Note("hello", 5)
+    assert loaded.migrated_from == 1
+    path.write_text('{"format": 1, "text": "no words"}')
+    loaded = notes.load()
+    assert loaded.problem is not None
+    assert "format 1 is malformed: KeyError('words')" in loaded.problem
+
+
+async def test_changes_are_saved_together_after_the_delay_and_clean_on_stop(
+    tmp_path: Path,
+) -> None:
+    note = Note("draft")
+    path = tmp_path / "note.json"
+    notes = Store(path, Note, version=1, delay=0.05)
+    assert notes.load().data is None
+    await notes.start(lambda: note)
+    async with asyncio.timeout(10):
+        await notes.wait_saved()  # a fresh start is written soon
+    before = notes.save_count
+    for n in range(1, 6):
+        note.count = n
+        notes.changed()
+    mark = notes.record_mark()
+    assert not notes.is_durable(mark)
+    async with asyncio.timeout(10):
+        await notes.wait_saved()
+    assert notes.is_durable(mark)
+    assert notes.save_count == before + 1  # five changes, one write
+    on_disk = json.loads(path.read_text())
+    assert on_disk["count"] == 5
+    assert on_disk["clean"] is False
+    assert await notes.stop() is True
+    assert json.loads(path.read_text())["clean"] is True
+    again = Store(path, Note, version=1)
+    loaded = again.load()
+    assert loaded.clean is True
+    assert loaded.data == Note("draft", 5)
