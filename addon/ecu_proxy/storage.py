@@ -259,6 +259,8 @@ class Store[T]:
 
     async def stop(self) -> bool:
         """Stop the saver and save one last time, as clean; say if it was saved."""
+        if self._data is None:
+            return False  # never started: the file holds nothing of ours to replace
         if self._saver is not None:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):

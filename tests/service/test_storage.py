@@ -471,3 +471,10 @@ async def test_changes_are_saved_together_after_the_delay_and_clean_on_stop(
     loaded = again.load()
     assert loaded.clean is True
     assert loaded.data == Note("draft", 5)
+
+
+async def test_a_store_never_started_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "note.json"
+    path.write_text("what an earlier run saved")
+    assert await Store(path, Note, version=1).stop() is False
+    assert path.read_text() == "what an earlier run saved"
