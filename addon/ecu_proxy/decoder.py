@@ -16,18 +16,10 @@ from .data_record import decode_data
 from .framing import aps_length
 from .inverter_blocks import walk_blocks
 from .models import DecodedFrame, FrameKind
-from .wire import (
-    TIMESTAMP_LEN,
-    format_wire_timestamp,
-    invalid,
-    parse_wire_timestamp,
-)
+from .wire import TIMESTAMP_LEN, invalid
 
 if TYPE_CHECKING:
     from .models import Direction
-
-# The timestamp helpers live in ``wire``; state and storage import them from here.
-__all__ = ["decode_frame", "format_wire_timestamp", "parse_wire_timestamp"]
 
 RECONCILE_QUERY_LEN = 22
 

@@ -30,7 +30,7 @@ from .identity import SERVER_ID_FILE
 from .models import Channel, DecodedFrame, Inverter
 from .options import Mode, Options
 from .service import Service
-from .storage import STATE_FILE
+from .state_file import STATE_FILE
 from .upstream import ADDRESS_FILE
 from .wire import format_wire_timestamp, parse_wire_timestamp
 

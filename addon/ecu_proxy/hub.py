@@ -2,13 +2,10 @@
 
 The relay calls ``frame_received`` and ``upstream_result`` synchronously from the event
 loop; they only update memory and ``put_nowait`` into subscriber queues, so a slow
-API client or a slow disk never holds up the relay. Saving happens in a background
-task, debounced, with the file write in a worker thread.
-
-Every change gets a mark (``record_mark``); a save makes every mark up to the one it
-serialised durable. ``wait_durable`` skips the debounce, so one write (one fsync)
-covers every record waiting for it. When the disk refuses writes the hub keeps
-working in memory, says so once in the log and in ``disk_problem``, and retries.
+API client or a slow disk never holds up the relay. The state file's store
+(``storage``) saves in a background task, debounced, with the write in a worker
+thread; the hub is the relay's durable ledger through it: ``wait_durable`` skips the
+debounce, so one write (one fsync) covers every record waiting for it.
 """
 
 from __future__ import annotations
@@ -28,8 +25,8 @@ from .commands import CommandLog
 from .guard import Guard
 from .lograte import RateLimitedLog
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
-from .state import LiveState, RecordStatus, StateFormatError
-from .storage import Loaded, StateStore
+from .state import LiveState, RecordStatus
+from .state_file import SavedState, state_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -202,27 +199,20 @@ class Hub:
         self.options = options
         self.server_id = server_id
         self.version = version
-        self.store = StateStore(options.data_dir, clock=clock)
+        self.store = state_store(
+            options.data_dir,
+            clock=clock,
+            delay=save_delay,
+            retry_delay=SAVE_RETRY_DELAY,
+        )
         self.state = LiveState()
-        self._clock = clock
-        self._save_delay = save_delay
         self._seq = 0
         self._history: deque[Event] = deque(maxlen=HISTORY_SIZE)
         self._history_bytes = 0
         self._frames: deque[CapturedFrame] = deque(maxlen=FRAME_BUFFER)
         self._frame_seq = 0
         self._subscriptions: dict[Subscription, None] = {}
-        self._dirty: asyncio.Event | None = None
-        self._saver: asyncio.Task[None] | None = None
-        self._generation = 0
-        self._saves = 0
-        self._saved: asyncio.Event | None = None
-        self._urgent: asyncio.Event | None = None
-        self._changes = 0
-        self._durable = 0
-        self._read_only = False
         self._log = RateLimitedLog(_LOGGER)
-        self.disk_problem: str | None = None
         self._started = time.monotonic()
         self.guard = Guard(options.guard, clock=clock)
         self.commands = CommandLog(options.data_dir, clock=clock)
@@ -230,167 +220,68 @@ class Hub:
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the persisted state and start the debounced saver."""
+        """Load the saved state and start the debounced saver."""
         await asyncio.to_thread(self.commands.load)
-        try:
-            loaded = await asyncio.to_thread(self.store.load)
-        except OSError as err:
-            # The folder refuses even to tidy up: never overwrite what it holds.
-            self._read_only = True
-            self._disk_failed(err)
-            loaded = Loaded(None)
-        seq, clean = loaded.last_seq_hint, False
-        document = loaded.document
-        if document is not None:
-            try:
-                state = LiveState.from_persisted(document["ecus"])
-            except StateFormatError as err:
-                loaded = self.store.quarantine(f"{self.store.path.name}: {err}")
-                seq = max(loaded.last_seq_hint, seq)
-            else:
-                self.state = state
-                seq = document["last_seq"]
-                clean = document.get("clean") is True
-                _LOGGER.info(
-                    "Loaded state: %d ECU(s), %d inverter(s), last event %d",
-                    len(state.ecus),
-                    sum(len(e.inverters) for e in state.ecus.values()),
-                    seq,
-                )
-        if not clean and (loaded.document is not None or loaded.problem):
+        loaded = await self.store.async_load()
+        seq = loaded.salvaged
+        if loaded.data is not None:
+            self.state = loaded.data.ecus
+            seq = loaded.data.last_seq
+            _LOGGER.info(
+                "Loaded state: %d ECU(s), %d inverter(s), last event %d",
+                len(self.state.ecus),
+                sum(len(e.inverters) for e in self.state.ecus.values()),
+                seq,
+            )
+        if not loaded.clean and (loaded.data is not None or loaded.problem):
             seq += SEQ_GAP_AFTER_CRASH
         self._seq = seq
         self._started = time.monotonic()
-        self._dirty = asyncio.Event()
-        self._saved = asyncio.Event()
-        self._urgent = asyncio.Event()
-        self._saver = asyncio.create_task(self._save_loop(), name="state-saver")
-        if not clean:
-            self._dirty.set()  # write the new sequence number out soon
-        elif document is not None:
-            # Mark the file as "running" at once: a kill before the first debounced
-            # save must not look like a clean stop, or event numbers could repeat.
-            try:
-                await self._persist(clean=False)
-            except OSError as err:
-                self._disk_failed(err)
+        await self.store.start(self._saved_state)
+
+    def _saved_state(self) -> SavedState:
+        return SavedState(ecus=self.state, last_seq=self._seq)
 
     async def stop(self) -> bool:
         """Stop the saver and write the state out one last time; say if it was."""
-        if self._saver is not None:
-            self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
-            self._saver = None
         await self.commands.close()
-        try:
-            await self._persist(clean=True)
-        except OSError as err:
-            _LOGGER.error("Could not save state on stop: %s", err)
-            return False
-        return not self._read_only
+        return await self.store.stop()
 
     async def save_now(self) -> None:
         """Write the state out immediately."""
-        if self._dirty is not None:
-            self._dirty.clear()
-        await self._persist(clean=False)
+        await self.store.save_now()
 
-    async def _save_loop(self) -> None:
-        assert self._dirty is not None
-        assert self._urgent is not None
-        while True:
-            await self._dirty.wait()
-            if not self._urgent.is_set():
-                # Debounce, unless someone waits for the disk.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._save_delay):
-                        await self._urgent.wait()
-            self._urgent.clear()
-            self._dirty.clear()
-            try:
-                await self._persist(clean=False)
-            except OSError as err:
-                self._disk_failed(err)
-                self._dirty.set()
-                await asyncio.sleep(SAVE_RETRY_DELAY)
-
-    def _disk_failed(self, err: OSError) -> None:
-        """Note a failed save: log it once, report it on /api/health."""
-        problem = f"cannot save state to {self.store.path}: {err.strerror or err}"
-        if self.disk_problem is None:
-            _LOGGER.error(
-                "%s. Relaying and live data go on; saving is retried every %.0f s",
-                problem,
-                SAVE_RETRY_DELAY,
-            )
-        else:
-            _LOGGER.debug("Saving still fails: %s", problem)
-        self.disk_problem = problem
-
-    async def _persist(self, *, clean: bool) -> None:
-        """Serialise on the loop (a consistent copy), write in a thread."""
-        if self._read_only:
-            raise OSError(f"{self.store.data_dir} could not be read safely at start")
-        self._generation += 1
-        mark = self._changes
-        document = {
-            "format": 1,
-            "saved_at": self._clock().isoformat(),
-            "clean": clean,
-            "last_seq": self._seq,
-            "ecus": self.state.to_persisted(),
-        }
-        text = json.dumps(document, separators=(",", ":"))
-        if await asyncio.to_thread(self.store.write_text, text, self._generation):
-            self._saves += 1
-            self._durable = max(self._durable, mark)
-            if self.disk_problem is not None:
-                _LOGGER.info("State saved again to %s", self.store.path)
-                self.disk_problem = None
-            if self._saved is not None:
-                self._saved.set()
-                self._saved = asyncio.Event()
+    @property
+    def disk_problem(self) -> str | None:
+        """Return why the state cannot be saved, if it cannot."""
+        return self.store.disk_problem
 
     @property
     def save_count(self) -> int:
         """Return how many times the state was written since creation."""
-        return self._saves
+        return self.store.save_count
 
     async def wait_saved(self) -> None:
         """Wait until the next write of the state file completes."""
-        if self._saved is None:
-            raise RuntimeError("the hub is not started")
-        await self._saved.wait()
-
-    def _mark_dirty(self) -> None:
-        self._changes += 1
-        if self._dirty is not None:
-            self._dirty.set()
+        await self.store.wait_saved()
 
     # --- DurableLedger -----------------------------------------------------------
 
     def record_mark(self) -> int:
         """Return a mark covering every change applied so far."""
-        return self._changes
+        return self.store.record_mark()
 
     def is_durable(self, mark: int) -> bool:
         """Return whether every change up to ``mark`` is on disk."""
-        return self._durable >= mark
+        return self.store.is_durable(mark)
 
     def save_soon(self) -> None:
         """Start a save without the debounce delay."""
-        if self._dirty is not None and self._urgent is not None:
-            self._dirty.set()
-            self._urgent.set()
+        self.store.save_soon()
 
     async def wait_durable(self, mark: int) -> None:
         """Wait until every change up to ``mark`` is on disk (no time limit)."""
-        if self._saved is None:
-            raise RuntimeError("the hub is not started")
-        while not self.is_durable(mark):
-            self.save_soon()
-            await self._saved.wait()
+        await self.store.wait_durable(mark)
 
     # --- RelayListener -----------------------------------------------------------
 
@@ -416,7 +307,7 @@ class Hub:
                 return
             upstream = self.state.ecus[ecu_id].upstream.as_dict()
             self._publish("ecu_status", {"ecu_id": ecu_id, "upstream": upstream})
-            self._mark_dirty()
+            self.store.changed()
         except Exception:
             _LOGGER.exception("Could not record an upload result")
 
@@ -457,7 +348,7 @@ class Hub:
         self._publish(
             "record", {"ecu_id": ecu.ecu_id, "ecu": ecu.as_dict(), "late": outcome.late}
         )
-        self._mark_dirty()
+        self.store.changed()
 
     def _command_frame(self, event: FrameEvent) -> None:
         """Pair EMA's commands with the ECU's answers; publish each finished pair."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from .persisted import StateFormatError
+from .contract.codec import meta
+from .storage import COUNTER
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from .models import Inverter
 
 
-class PeaksFormatError(StateFormatError):
-    """A persisted peaks document does not have the expected shape."""
+# Saved peaks: a power reading as ``note`` keeps them (not negative, plausible).
+_PEAK = meta(minimum=0, maximum=1e15)
 
 
 def _power(value: float | None) -> float | None:
@@ -51,8 +52,8 @@ def _round_mwh(inverter: Inverter) -> int:
 class Peak:
     """Highest power of the current day and of all time, in watts."""
 
-    today_w: float | None = None
-    ever_w: float | None = None
+    today_w: float | None = field(default=None, metadata=_PEAK)
+    ever_w: float | None = field(default=None, metadata=_PEAK)
 
     def note(self, power_w: float | None, *, today: bool) -> None:
         """Take a power reading; ``today`` is False for a record of an older day."""
@@ -68,15 +69,6 @@ class Peak:
         """Return the state-document fields (also the persisted form)."""
         return {"peak_power_today_w": self.today_w, "peak_power_ever_w": self.ever_w}
 
-    @classmethod
-    def from_persisted(cls, raw: Any) -> Peak:
-        """Rebuild from the persisted form."""
-        data = _mapping(raw)
-        return cls(
-            today_w=_opt_power(data, "peak_power_today_w"),
-            ever_w=_opt_power(data, "peak_power_ever_w"),
-        )
-
 
 @dataclass(slots=True)
 class EcuPeaks:
@@ -84,7 +76,7 @@ class EcuPeaks:
 
     day: date | None = None
     hour: datetime | None = None  # start of the hour being counted (ECU time)
-    hour_mwh: int = 0
+    hour_mwh: int = field(default=0, metadata=COUNTER)
     ecu: Peak = field(default_factory=Peak)
     inverters: dict[str, Peak] = field(default_factory=dict)
 
@@ -127,56 +119,3 @@ class EcuPeaks:
         for inv_id, inverter_doc in ecu_doc.get("inverters", {}).items():
             inverter_doc.update(self.inverters.get(inv_id, Peak()).as_dict())
         return ecu_doc
-
-    def to_persisted(self) -> dict[str, Any]:
-        """Return the persisted form."""
-        return {
-            "day": self.day.isoformat() if self.day else None,
-            "hour": self.hour.isoformat() if self.hour else None,
-            "hour_mwh": self.hour_mwh,
-            "ecu": self.ecu.as_dict(),
-            "inverters": {
-                i: self.inverters[i].as_dict() for i in sorted(self.inverters)
-            },
-        }
-
-    @classmethod
-    def from_persisted(cls, raw: Any) -> EcuPeaks:
-        """Rebuild from the persisted form; None (an older state file) is empty."""
-        if raw is None:
-            return cls()
-        data = _mapping(raw)
-        hour_mwh = data.get("hour_mwh", 0)
-        if isinstance(hour_mwh, bool) or not isinstance(hour_mwh, int) or hour_mwh < 0:
-            raise PeaksFormatError("hour_mwh must be a non-negative integer")
-        try:
-            day = date.fromisoformat(data["day"]) if data.get("day") else None
-            hour = datetime.fromisoformat(data["hour"]) if data.get("hour") else None
-        except (TypeError, ValueError) as err:
-            raise PeaksFormatError(f"bad peaks day or hour: {err}") from err
-        inverters = _mapping(data.get("inverters", {}))
-        return cls(
-            day=day,
-            hour=hour,
-            hour_mwh=hour_mwh,
-            ecu=Peak.from_persisted(data.get("ecu", {})),
-            inverters={
-                str(inv_id): Peak.from_persisted(peak)
-                for inv_id, peak in inverters.items()
-            },
-        )
-
-
-def _mapping(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise PeaksFormatError("peaks must be an object")
-    return raw
-
-
-def _opt_power(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PeaksFormatError(f"{key} must be a number or null")
-    return _power(value)

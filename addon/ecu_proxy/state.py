@@ -1,8 +1,9 @@
 """Live state of ECUs and inverters, with energy accounting, built from data records.
 
 Everything here is pure bookkeeping: no I/O, no clock, no asyncio. The hub feeds it
-decoded data records and upload outcomes; the storage module persists what
-``LiveState.to_persisted`` returns.
+decoded data records and upload outcomes; the state file (``state_file``) saves the
+data classes as they are, through the contract codec: a field is saved unless its
+metadata says ``skip``, and ``COUNTER``/``READING`` bound what a file may hold.
 
 Energy is kept in integer milliwatt-hours (the wire gives per-channel round energy in
 kWh x 10^6, i.e. mWh), so sums are exact and totals never drift; the state document
@@ -18,25 +19,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .decoder import format_wire_timestamp as wire_time
-from .decoder import parse_wire_timestamp
-from .ecu_admission import CONFIRMING_RECORDS, MAX_ECUS, Admission
+from .contract.codec import ContractError, decode, encode, meta
+from .ecu_admission import MAX_ECUS, Admission
 from .lifetime import LIFETIME_RESET_RECORDS, next_lifetime
 from .lograte import RateLimitedLog
 from .models import DecodedFrame, Inverter, UpstreamReport, UpstreamResult
 from .peaks import EcuPeaks
-from .persisted import (
-    StateFormatError,
-    int_of,
-    is_wire_time,
-    list_of,
-    mapping_of,
-    opt_float,
-    opt_str,
-    opt_time,
-    str_of,
-)
+from .storage import COUNTER, READING
 from .timeline import StampWindow, Timeline, Verdict, fingerprint
+from .wire import format_wire_timestamp as wire_time
 
 __all__ = [
     "LIFETIME_RESET_RECORDS",
@@ -44,7 +35,6 @@ __all__ = [
     "LiveState",
     "RecordOutcome",
     "RecordStatus",
-    "StateFormatError",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -116,12 +106,12 @@ def _iso(moment: datetime | None) -> str | None:
 class ChannelState:
     """One DC input of an inverter: latest values and energy counters."""
 
-    channel: int
-    dc_voltage_v: float | None = None
-    dc_current_a: float | None = None
-    power_w: float | None = None
-    today_mwh: int = 0
-    total_mwh: int = 0
+    channel: int = field(metadata=COUNTER)
+    dc_voltage_v: float | None = field(default=None, metadata=READING)
+    dc_current_a: float | None = field(default=None, metadata=READING)
+    power_w: float | None = field(default=None, metadata=READING)
+    today_mwh: int = field(default=0, metadata=COUNTER)
+    total_mwh: int = field(default=0, metadata=COUNTER)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the state-document form."""
@@ -134,30 +124,6 @@ class ChannelState:
             "energy_total_kwh": kwh(self.total_mwh),
         }
 
-    def to_persisted(self) -> dict[str, Any]:
-        """Return the persisted form."""
-        return {
-            "channel": self.channel,
-            "dc_voltage_v": self.dc_voltage_v,
-            "dc_current_a": self.dc_current_a,
-            "power_w": self.power_w,
-            "today_mwh": self.today_mwh,
-            "total_mwh": self.total_mwh,
-        }
-
-    @classmethod
-    def from_persisted(cls, raw: Any) -> ChannelState:
-        """Rebuild from the persisted form."""
-        data = mapping_of(raw, "channel")
-        return cls(
-            channel=int_of(data, "channel"),
-            dc_voltage_v=opt_float(data, "dc_voltage_v"),
-            dc_current_a=opt_float(data, "dc_current_a"),
-            power_w=opt_float(data, "power_w"),
-            today_mwh=int_of(data, "today_mwh"),
-            total_mwh=int_of(data, "total_mwh"),
-        )
-
 
 @dataclass(slots=True)
 class InverterState:
@@ -169,16 +135,17 @@ class InverterState:
     online: bool = False
     last_seen: datetime | None = None
     last_record_at: datetime | None = None
-    ac_voltage_v: float | None = None
+    ac_voltage_v: float | None = field(default=None, metadata=READING)
     phase_voltages_v: tuple[float, ...] | None = None
-    frequency_hz: float | None = None
-    temperature_c: float | None = None
-    power_w: float | None = None
+    frequency_hz: float | None = field(default=None, metadata=READING)
+    temperature_c: float | None = field(default=None, metadata=READING)
+    power_w: float | None = field(default=None, metadata=READING)
     raw: str | None = None
-    today_mwh: int = 0
-    total_mwh: int = 0
+    today_mwh: int = field(default=0, metadata=COUNTER)
+    total_mwh: int = field(default=0, metadata=COUNTER)
     channels: dict[int, ChannelState] = field(default_factory=dict)
-    records: int = 0  # counted records it was in (see ecu_admission)
+    # counted records it was in (see ecu_admission)
+    records: int = field(default=0, metadata=COUNTER)
 
     def take_values(self, inv: Inverter, received_at: datetime, at: datetime) -> None:
         """Copy the live values of a record's inverter block."""
@@ -237,51 +204,6 @@ class InverterState:
             "channels": [self.channels[n].as_dict() for n in sorted(self.channels)],
         }
 
-    def to_persisted(self) -> dict[str, Any]:
-        """Return the persisted form."""
-        out = self.as_dict()
-        del out["energy_today_kwh"], out["energy_total_kwh"]
-        out["today_mwh"] = self.today_mwh
-        out["total_mwh"] = self.total_mwh
-        out["channels"] = [
-            self.channels[n].to_persisted() for n in sorted(self.channels)
-        ]
-        out["records"] = self.records
-        return out
-
-    @classmethod
-    def from_persisted(cls, raw: Any) -> InverterState:
-        """Rebuild from the persisted form."""
-        data = mapping_of(raw, "inverter")
-        phases = data.get("phase_voltages_v")
-        if phases is not None and (
-            not isinstance(phases, list)
-            or not all(isinstance(v, int | float) for v in phases)
-        ):
-            raise StateFormatError("inverter phase_voltages_v must be a list")
-        channels = [ChannelState.from_persisted(c) for c in list_of(data, "channels")]
-        return cls(
-            id=str_of(data, "id"),
-            type_code=str_of(data, "type_code"),
-            family=str_of(data, "family"),
-            online=bool(data.get("online", False)),
-            last_seen=opt_time(data, "last_seen"),
-            last_record_at=opt_time(data, "last_record_at"),
-            ac_voltage_v=opt_float(data, "ac_voltage_v"),
-            phase_voltages_v=tuple(float(v) for v in phases) if phases else None,
-            frequency_hz=opt_float(data, "frequency_hz"),
-            temperature_c=opt_float(data, "temperature_c"),
-            power_w=opt_float(data, "power_w"),
-            raw=opt_str(data, "raw"),
-            today_mwh=int_of(data, "today_mwh"),
-            total_mwh=int_of(data, "total_mwh"),
-            channels={c.channel: c for c in channels},
-            # saved before records were counted: known for long, so confirmed
-            records=int_of(data, "records")
-            if "records" in data
-            else CONFIRMING_RECORDS,
-        )
-
 
 @dataclass(slots=True)
 class UpstreamState:
@@ -289,7 +211,7 @@ class UpstreamState:
 
     result: UpstreamResult | None = None
     at: datetime | None = None
-    rtt_ms: float | None = None
+    rtt_ms: float | None = field(default=None, metadata=READING)
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -301,22 +223,6 @@ class UpstreamState:
             "detail": self.detail,
         }
 
-    @classmethod
-    def from_persisted(cls, raw: Any) -> UpstreamState:
-        """Rebuild from the persisted form."""
-        data = mapping_of(raw, "upstream")
-        result = opt_str(data, "result")
-        try:
-            parsed = UpstreamResult(result) if result is not None else None
-        except ValueError as err:
-            raise StateFormatError(f"unknown upstream result {result!r}") from err
-        return cls(
-            result=parsed,
-            at=opt_time(data, "at"),
-            rtt_ms=opt_float(data, "rtt_ms"),
-            detail=opt_str(data, "detail"),
-        )
-
 
 @dataclass(slots=True)
 class EcuState:
@@ -326,27 +232,35 @@ class EcuState:
     model: str | None = None
     last_seen: datetime | None = None
     last_record_at: datetime | None = None
-    power_w: float | None = None
-    lifetime_energy_kwh: float | None = None
+    power_w: float | None = field(default=None, metadata=READING)
+    lifetime_energy_kwh: float | None = field(default=None, metadata=READING)
     inverter_count: int | None = None
     warnings: tuple[str, ...] = ()
     today: date | None = None
-    today_mwh: int = 0
+    today_mwh: int = field(default=0, metadata=COUNTER)
     upstream: UpstreamState = field(default_factory=UpstreamState)
     inverters: dict[str, InverterState] = field(default_factory=dict)
     # Wire timestamps of records already counted, for deduplication.
     seen: StampWindow = field(default_factory=StampWindow)
-    newest: str | None = None  # wire time of the newest record on the timeline
     timeline: Timeline = field(default_factory=Timeline)
     # Newer records in a row whose lifetime counter was below ours (see
     # LIFETIME_RESET_RECORDS).
-    lifetime_lower_streak: int = 0
-    records: int = 0  # counted records (see ecu_admission)
+    lifetime_lower_streak: int = field(default=0, metadata=COUNTER)
+    # counted records (see ecu_admission)
+    records: int = field(default=0, metadata=COUNTER)
     # The last record refused as far ahead, with its arrival: counted after all if
     # the next record shows the ECU clock really moved (not saved).
-    held: tuple[DecodedFrame, datetime] | None = field(default=None, compare=False)
+    held: tuple[DecodedFrame, datetime] | None = field(
+        default=None, compare=False, metadata=meta(skip=True)
+    )
     # Peak power and energy this hour (peaks.py).
     peaks: EcuPeaks = field(default_factory=EcuPeaks)
+
+    @property
+    def newest(self) -> str | None:
+        """Return the wire time of the newest record on the ECU's timeline."""
+        newest = self.timeline.newest
+        return wire_time(newest) if newest is not None else None
 
     @property
     def inverters_online(self) -> int:
@@ -377,87 +291,6 @@ class EcuState:
             },
         }
 
-    def to_persisted(self) -> dict[str, Any]:
-        """Return the persisted form."""
-        stamps, marks = self.seen.to_persisted()
-        return {
-            "ecu_id": self.ecu_id,
-            "model": self.model,
-            "last_seen": _iso(self.last_seen),
-            "last_record_at": _iso(self.last_record_at),
-            "power_w": self.power_w,
-            "lifetime_energy_kwh": self.lifetime_energy_kwh,
-            "inverter_count": self.inverter_count,
-            "warnings": list(self.warnings),
-            "today": self.today.isoformat() if self.today else None,
-            "today_mwh": self.today_mwh,
-            "upstream": self.upstream.as_dict(),
-            "inverters": [
-                self.inverters[i].to_persisted() for i in sorted(self.inverters)
-            ],
-            "seen": stamps,
-            "seen_fp": marks,
-            "newest": self.newest,
-            "newest_arrival": _iso(self.timeline.newest_arrival),
-            "lifetime_lower_streak": self.lifetime_lower_streak,
-            "records": self.records,
-            "peaks": self.peaks.to_persisted(),
-        }
-
-    @classmethod
-    def from_persisted(cls, raw: Any) -> EcuState:
-        """Rebuild from the persisted form."""
-        data = mapping_of(raw, "ecu")
-        today = opt_str(data, "today")
-        try:
-            today_date = date.fromisoformat(today) if today else None
-        except ValueError as err:
-            raise StateFormatError(f"bad ECU date {today!r}") from err
-        seen = list_of(data, "seen")
-        if not all(isinstance(s, str) and is_wire_time(s) for s in seen):
-            raise StateFormatError("ECU seen timestamps must be 14-digit strings")
-        marks = data.get("seen_fp")
-        if marks is not None and not (
-            isinstance(marks, list)
-            and all(m is None or (type(m) is int and 0 <= m < 2**32) for m in marks)
-        ):
-            raise StateFormatError("ECU seen_fp must be a list of checksums")
-        newest = opt_str(data, "newest")
-        if newest is not None and not is_wire_time(newest):
-            raise StateFormatError("ECU newest must be a 14-digit string")
-        newest = newest or (max(seen) if seen else None)
-        warnings = list_of(data, "warnings")
-        inverters = [
-            InverterState.from_persisted(i) for i in list_of(data, "inverters")
-        ]
-        count = data.get("inverter_count")
-        if count is not None and not isinstance(count, int):
-            raise StateFormatError("inverter_count must be an integer")
-        return cls(
-            ecu_id=str_of(data, "ecu_id"),
-            model=opt_str(data, "model"),
-            last_seen=opt_time(data, "last_seen"),
-            last_record_at=opt_time(data, "last_record_at"),
-            power_w=opt_float(data, "power_w"),
-            lifetime_energy_kwh=opt_float(data, "lifetime_energy_kwh"),
-            inverter_count=count,
-            warnings=tuple(str(w) for w in warnings),
-            today=today_date,
-            today_mwh=int_of(data, "today_mwh"),
-            upstream=UpstreamState.from_persisted(data.get("upstream", {})),
-            inverters={inv.id: inv for inv in inverters},
-            seen=StampWindow.from_persisted(seen, marks),
-            newest=newest,
-            timeline=Timeline(
-                newest=parse_wire_timestamp(newest) if newest else None,
-                newest_arrival=opt_time(data, "newest_arrival")
-                or opt_time(data, "last_seen"),
-            ),
-            lifetime_lower_streak=int_of(data, "lifetime_lower_streak"),
-            records=int_of(data, "records") if "records" in data else len(seen),
-            peaks=EcuPeaks.from_persisted(data.get("peaks")),
-        )
-
     def remember(self, stamp: str, mark: int | None = None) -> None:
         """Record a counted timestamp and forget those out of the window."""
         self.seen.add(stamp, mark)
@@ -466,22 +299,20 @@ class EcuState:
 
     def make_newest(self, at: datetime, arrival: datetime) -> None:
         """Move the ECU's timeline to a record; prune the window on a new day."""
-        stamp = wire_time(at)
-        previous, self.newest = self.newest, stamp
+        previous = self.timeline.newest
         self.timeline.advance(at, arrival)
-        if previous is None or previous[:8] != stamp[:8]:
+        if previous is None or previous.date() != at.date():
             cutoff = self.oldest_countable()
             if cutoff is not None:
                 self.seen.drop_before(cutoff)
 
     def oldest_countable(self) -> str | None:
         """Return the oldest timestamp that deduplication still covers."""
-        if self.newest is None:
+        newest = self.timeline.newest
+        if newest is None:
             return None
         if len(self.seen) >= MAX_SEEN:
             return self.seen.oldest()
-        newest = parse_wire_timestamp(self.newest)
-        assert newest is not None  # only valid wire times are stored
         return wire_time(newest - DEDUPE_WINDOW)
 
 
@@ -646,30 +477,21 @@ class LiveState:
         """Return the ``ecus`` part of the state document."""
         return {ecu_id: self.ecus[ecu_id].as_dict() for ecu_id in sorted(self.ecus)}
 
-    def to_persisted(self) -> dict[str, Any]:
-        """Return the ``ecus`` part of the persisted document."""
-        return {
-            ecu_id: self.ecus[ecu_id].to_persisted() for ecu_id in sorted(self.ecus)
-        }
+    def to_json(self) -> Any:
+        """Return the saved form: the ECUs as the codec writes them."""
+        return encode(self.ecus)
 
     @classmethod
-    def from_persisted(cls, raw: Any) -> LiveState:
-        """Rebuild from the ``ecus`` part of a persisted document."""
-        data = mapping_of(raw, "ecus")
-        ecus: dict[str, EcuState] = {}
-        try:
-            for key, value in data.items():
-                ecu = EcuState.from_persisted(value)
-                if ecu.ecu_id != key:
-                    raise StateFormatError(  # noqa: TRY301 - passed on as it is
-                        f"ECU entry {key!r} holds {ecu.ecu_id!r}"
-                    )
-                ecus[key] = ecu
-        except StateFormatError:
-            raise
-        except (ValueError, TypeError, OverflowError, RecursionError) as err:
-            # whatever slips past the shape checks must still mean "move it aside"
-            raise StateFormatError(f"unusable ECU entry: {err!r}") from err
+    def from_json(cls, data: Any, path: str) -> LiveState:
+        """Rebuild from the saved form; every key must name what it holds."""
+        ecus = decode(dict[str, EcuState], data, path)
+        for ecu_id, ecu in ecus.items():
+            where = f"{path}.{ecu_id}"
+            _same_key(ecu_id, ecu.ecu_id, where)
+            for inv_id, inv in ecu.inverters.items():
+                _same_key(inv_id, inv.id, f"{where}.inverters.{inv_id}")
+                for number, channel in inv.channels.items():
+                    _same_key(number, channel.channel, f"{where}.channels.{number}")
         return cls(ecus)
 
     @staticmethod
@@ -744,3 +566,8 @@ class LiveState:
                 frame.timestamp.isoformat() if frame.timestamp else "?",
                 frame.lifetime_energy_kwh,
             )
+
+
+def _same_key(key: object, held: object, path: str) -> None:
+    if key != held:
+        raise ContractError(f"{path}: holds {held!r}")

@@ -24,9 +24,12 @@ from __future__ import annotations
 import bisect
 import enum
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .contract.codec import ContractError, decode, meta
+from .wire import parse_wire_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,8 +64,10 @@ class Timeline:
     newest: datetime | None = None  # ECU time of the newest record
     newest_arrival: datetime | None = None  # when it arrived (UTC)
     # The last record off the timeline: (its ECU time, its arrival); two in a row
-    # that advance together mean the clock stepped.
-    off: tuple[datetime, datetime] | None = None
+    # that advance together mean the clock stepped (not saved).
+    off: tuple[datetime, datetime] | None = field(
+        default=None, metadata=meta(skip=True)
+    )
 
     def judge(self, at: datetime, arrival: datetime) -> Verdict:
         """Classify a (new, not duplicate) record of ECU time ``at``."""
@@ -184,7 +189,7 @@ class StampWindow:
         end = bisect.bisect_left(self._stamps, cutoff, lo=self._head)
         self.drop_oldest(end - self._head)
 
-    def to_persisted(self) -> tuple[list[str], list[int | None]]:
+    def to_json(self) -> dict[str, list[Any]]:
         """Return timestamps (repeated per fingerprint) and fingerprints, aligned."""
         stamps: list[str] = []
         marks: list[int | None] = []
@@ -192,16 +197,30 @@ class StampWindow:
             for mark in self._marks[stamp]:
                 stamps.append(stamp)
                 marks.append(mark)
-        return stamps, marks
+        return {"stamps": stamps, "marks": marks}
 
     @classmethod
-    def from_persisted(
-        cls, stamps: list[str], marks: list[int | None] | None
-    ) -> StampWindow:
-        """Rebuild from ``to_persisted`` (fingerprints may be missing)."""
-        window = cls(stamps)
-        if marks is not None and len(marks) == len(stamps):
-            window._marks = {}
-            for stamp, mark in zip(stamps, marks, strict=True):
-                window._marks[stamp] = (*window._marks.get(stamp, ()), mark)
+    def from_json(cls, data: Any, path: str) -> StampWindow:
+        """Rebuild from ``to_json``; a fingerprint None matches any record."""
+        saved = decode(_SavedWindow, data, path)
+        if len(saved.marks) != len(saved.stamps):
+            raise ContractError(f"{path}: stamps and marks differ in length")
+        window = cls(saved.stamps)
+        window._marks = {}
+        pairs = zip(saved.stamps, saved.marks, strict=True)
+        for index, (stamp, mark) in enumerate(pairs):
+            # isdigit() also passes full-width and other Unicode digits
+            if not stamp.isascii() or parse_wire_timestamp(stamp) is None:
+                raise ContractError(f"{path}.stamps[{index}]: not a record time")
+            if mark is not None and not 0 <= mark < 2**32:
+                raise ContractError(f"{path}.marks[{index}]: not a CRC-32")
+            window._marks[stamp] = (*window._marks.get(stamp, ()), mark)
         return window
+
+
+@dataclass(frozen=True, slots=True)
+class _SavedWindow:
+    """The saved form of a StampWindow."""
+
+    stamps: list[str]
+    marks: list[int | None]

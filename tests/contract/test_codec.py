@@ -161,3 +161,30 @@ def test_classes_with_their_own_json_form_take_part() -> None:
     assert decode(Holder, data).window.stamps == ["20240206112214"]
     with pytest.raises(ContractError, match=r"^\$\.window: expected a window"):
         decode(Holder, {"window": 3})
+
+
+@dataclass
+class Counters:
+    by_channel: dict[int, float]
+    total: int = field(default=0, metadata=meta(minimum=0, maximum=2**63 - 1))
+    reading: float | None = field(default=None, metadata=meta(maximum=1e15))
+
+
+def test_bounds_are_enforced_and_integer_keys_go_out_as_strings() -> None:
+    value = Counters({1: 2.5, 12: 0.0}, total=7, reading=None)
+    data = encode(value)
+    assert data == {"by_channel": {"1": 2.5, "12": 0.0}, "total": 7, "reading": None}
+    assert decode(Counters, data) == value
+    schema = json_schema(Counters)
+    assert schema["properties"]["total"]["maximum"] == 2**63 - 1
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(data)
+    for broken, where in (
+        ({**data, "total": -1}, r"^\$\.total: expected a number >= 0 and <= "),
+        ({**data, "total": 2**63}, r"^\$\.total: expected a number >= 0 and <= "),
+        ({**data, "reading": 1e300}, r"^\$\.reading: expected a number <= 1e\+15"),
+        ({**data, "by_channel": {"one": 1.0}}, r"^\$\.by_channel: expected an object "),
+    ):
+        with pytest.raises(ContractError, match=where):
+            decode(Counters, broken)
+        assert not validator.is_valid(broken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import logging
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
+from stand_ins import VECTORS
 
+from ecu_proxy.decoder import decode_frame
 from ecu_proxy.hub import CAPTURE_RAW_LIMIT, FRAME_BUFFER, SEQ_GAP_AFTER_CRASH, Hub
 from ecu_proxy.models import (
     Channel,
@@ -25,7 +28,7 @@ from ecu_proxy.models import (
     UpstreamResult,
 )
 from ecu_proxy.options import Options
-from ecu_proxy.storage import STATE_FILE
+from ecu_proxy.state_file import FORMAT, STATE_FILE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -96,6 +99,9 @@ def make_hub(data_dir: Path, capture: bool = True) -> Hub:
         clock=fixed_clock,
         save_delay=0.01,
     )
+
+
+STATE_FIXTURES = Path(__file__).parents[1] / "fixtures" / "state"
 
 
 def corrupt_files(data_dir: Path) -> list[Path]:
@@ -285,7 +291,7 @@ async def test_changes_are_saved_soon_and_survive_a_restart(tmp_path: Path) -> N
     async with asyncio.timeout(WAIT):
         await first.wait_saved()
     on_disk = json.loads((tmp_path / STATE_FILE).read_text())
-    assert on_disk["format"] == 1
+    assert on_disk["format"] == FORMAT
     assert on_disk["last_seq"] == first.last_seq == 2
     assert on_disk["clean"] is False
     first.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.OK, RECEIVED))
@@ -365,7 +371,8 @@ async def test_corrupt_state_file_is_moved_aside(
     [
         {"format": 1, "last_seq": 3, "ecus": {ECU: {"ecu_id": ECU, "seen": [7]}}},
         {"format": 1, "last_seq": 3, "ecus": {ECU: {"ecu_id": "wrong"}}},
-        {"format": 2, "last_seq": 3, "ecus": {}},
+        {"format": FORMAT, "last_seq": 3, "ecus": {ECU: {"ecu_id": "wrong"}}},
+        {"format": FORMAT + 1, "last_seq": 3, "ecus": {}},
     ],
 )
 async def test_unusable_documents_are_moved_aside(
@@ -380,47 +387,43 @@ async def test_unusable_documents_are_moved_aside(
     await hub.stop()
 
 
-async def test_format_0_file_is_migrated_on_start(tmp_path: Path) -> None:
-    old = {
-        "seq": 12,
-        "ecus": [
-            {
-                "id": ECU,
-                "model": "ECU-R",
-                "lifetime_kwh": 2127.9,
-                "day": "2024-02-06",
-                "day_kwh": 0.002828,
-                "records": ["2024-02-06T11:00:00"],
-                "inverters": [
-                    {
-                        "id": YC600,
-                        "type_code": "07",
-                        "family": "YC600",
-                        "day_kwh": 0.002828,
-                        "total_kwh": 1.5,
-                        "channels": [
-                            {"channel": 1, "day_kwh": 0.001409, "total_kwh": 0.75},
-                            {"channel": 2, "day_kwh": 0.001419, "total_kwh": 0.75},
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    (tmp_path / STATE_FILE).write_text(json.dumps(old))
+@pytest.mark.parametrize("name", ["format-1-v0.1.0.json", "format-1-latest.json"])
+async def test_format_1_file_is_migrated_on_start(tmp_path: Path, name: str) -> None:
+    # Written by the hub of earlier versions: see tests/fixtures/state.
+    (tmp_path / STATE_FILE).write_bytes((STATE_FIXTURES / name).read_bytes())
     hub = make_hub(tmp_path)
     await hub.start()
+    assert hub.last_seq == 11  # it was stopped cleanly: no gap
     ecu = hub.snapshot()["ecus"][ECU]
-    assert ecu["lifetime_energy_kwh"] == 2127.9
-    assert ecu["inverters"][YC600]["energy_total_kwh"] == 1.5
-    hub.frame_received(data(DAY))  # already counted before the migration
-    hub.frame_received(data(DAY + timedelta(minutes=5)))
+    assert ecu["lifetime_energy_kwh"] == 2128.1
+    total = ecu["inverters"][YC600]["energy_total_kwh"]
+    # The capture the file was made from, as its third record: already counted.
+    capture = decode_frame((VECTORS / "ECU-R_YC600-QS1_1.txt").read_bytes().strip())
+    assert capture.timestamp is not None
+    assert capture.lifetime_energy_kwh is not None
+
+    def nth(n: int) -> FrameEvent:
+        assert capture.timestamp is not None
+        assert capture.lifetime_energy_kwh is not None
+        return frame_event(
+            dataclasses.replace(
+                capture,
+                timestamp=capture.timestamp + timedelta(minutes=5 * n),
+                lifetime_energy_kwh=capture.lifetime_energy_kwh + n / 10,
+            )
+        )
+
+    hub.frame_received(nth(2))
+    assert hub.last_seq == 11
+    hub.frame_received(nth(3))
+    assert hub.last_seq == 12
     ecu = hub.snapshot()["ecus"][ECU]
-    assert ecu["inverters"][YC600]["energy_total_kwh"] == pytest.approx(1.502828)
-    assert ecu["energy_today_kwh"] == pytest.approx(0.005656)
-    assert hub.last_seq == 12 + SEQ_GAP_AFTER_CRASH + 1
+    assert ecu["inverters"][YC600]["energy_total_kwh"] > total
     await hub.stop()
-    assert json.loads((tmp_path / STATE_FILE).read_text())["format"] == 1
+    on_disk = json.loads((tmp_path / STATE_FILE).read_text())
+    assert on_disk["format"] == FORMAT
+    assert on_disk["clean"] is True
+    assert on_disk["ecus"][ECU]["seen"]["stamps"][-1] == "20240206113714"
 
 
 async def test_waiting_for_durability_skips_the_debounce_and_batches(
@@ -446,7 +449,7 @@ async def test_waiting_for_durability_skips_the_debounce_and_batches(
         # One write covered all twenty records (a second may have been under way).
         assert hub.save_count - before <= 2
         stored = json.loads((tmp_path / STATE_FILE).read_text())
-        assert len(stored["ecus"][ECU]["seen"]) == 20
+        assert len(stored["ecus"][ECU]["seen"]["stamps"]) == 20
     finally:
         await hub.stop()
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from records import ECU_ID, channel, inverter, record
 
+from ecu_proxy.contract.codec import ContractError, decode, encode
 from ecu_proxy.models import DecodedFrame
-from ecu_proxy.peaks import EcuPeaks, Peak, PeaksFormatError
+from ecu_proxy.peaks import EcuPeaks, Peak
 from ecu_proxy.state import LiveState
 
 INV_A = "408000111178"
@@ -108,8 +109,8 @@ def test_unusable_power_readings_are_ignored() -> None:
 def test_peaks_survive_persistence() -> None:
     state = LiveState()
     _apply(state, _record(MORNING, 100, 70, 1.0))
-    text = json.dumps(state.to_persisted())
-    restored = LiveState.from_persisted(json.loads(text))
+    text = json.dumps(encode(state))
+    restored = decode(LiveState, json.loads(text))
     assert restored.as_dict() == state.as_dict()
     _apply(restored, _record(MORNING + timedelta(minutes=5), 10, 10, 1.0))
     assert _ecu(restored)["peak_power_today_w"] == 340
@@ -119,9 +120,9 @@ def test_peaks_survive_persistence() -> None:
 def test_a_state_file_from_before_peaks_loads_empty() -> None:
     state = LiveState()
     _apply(state, _record(MORNING, 100, 70, 1.0))
-    persisted = state.to_persisted()
+    persisted = encode(state)
     del persisted[ECU_ID]["peaks"]
-    restored = LiveState.from_persisted(persisted)
+    restored = decode(LiveState, persisted)
     assert _ecu(restored)["peak_power_ever_w"] is None
     assert _inv(restored, INV_A)["peak_power_ever_w"] is None
     assert _ecu(restored)["energy_this_hour_kwh"] == 0
@@ -135,10 +136,11 @@ def test_a_state_file_from_before_peaks_loads_empty() -> None:
         {"hour_mwh": True},
         {"day": "June"},
         {"hour": 5},
-        {"ecu": {"peak_power_ever_w": "high"}},
+        {"ecu": {"ever_w": "high"}},
+        {"ecu": {"ever_w": -1}},
         {"inverters": []},
     ],
 )
 def test_bad_persisted_peaks_are_a_format_error(raw: object) -> None:
-    with pytest.raises(PeaksFormatError):
-        EcuPeaks.from_persisted(raw)
+    with pytest.raises(ContractError):
+        decode(EcuPeaks, raw)

@@ -31,8 +31,7 @@ from stand_ins import VECTORS, EmaConnection, FakeEcu, StandInEma, free_port_pai
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_data_record
 from ecu_proxy.options import Mode
-from ecu_proxy.state import LiveState
-from ecu_proxy.storage import STATE_FILE, StateStore
+from ecu_proxy.state_file import STATE_FILE, state_store
 from ecu_proxy.wire import format_wire_timestamp, parse_wire_timestamp
 
 ECU = "216000064136"
@@ -104,11 +103,11 @@ class Snapshot:
 
 
 def read_state(data_dir: Path) -> Snapshot | None:
-    loaded = StateStore(data_dir).load()
+    loaded = state_store(data_dir).load()
     assert loaded.problem is None, loaded.problem
-    if loaded.document is None:
+    if loaded.data is None:
         return None
-    state = LiveState.from_persisted(loaded.document["ecus"])
+    state = loaded.data.ecus
     ecu = state.ecus[ECU]
     inv = ecu.inverters[INV]
     moments = [parse_wire_timestamp(s) for s in ecu.seen]
@@ -120,7 +119,7 @@ def read_state(data_dir: Path) -> Snapshot | None:
         ch2=inv.channels[2].total_mwh,
         total=inv.total_mwh,
         lifetime=ecu.lifetime_energy_kwh,
-        last_seq=loaded.document["last_seq"],
+        last_seq=loaded.data.last_seq,
     )
 
 
@@ -277,11 +276,11 @@ async def process_gone(pid: int) -> None:
 
 
 def stored_stamps(data_dir: Path) -> set[str]:
-    loaded = StateStore(data_dir).load()
+    loaded = state_store(data_dir).load()
     assert loaded.problem is None, loaded.problem
-    if loaded.document is None:
+    if loaded.data is None:
         return set()
-    return set(LiveState.from_persisted(loaded.document["ecus"]).ecus[ECU].seen)
+    return set(loaded.data.ecus.ecus[ECU].seen)
 
 
 async def kill_while_uploading(mode: Mode, tmp_path: Path) -> tuple[int, int]:

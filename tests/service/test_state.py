@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecu_proxy.contract.codec import ContractError, decode, encode
 from ecu_proxy.models import (
     Channel,
     DecodedFrame,
@@ -23,7 +24,6 @@ from ecu_proxy.state import (
     MAX_ECUS,
     LiveState,
     RecordStatus,
-    StateFormatError,
 )
 from ecu_proxy.wire import format_wire_timestamp as wire_time
 
@@ -33,6 +33,7 @@ YC600 = "408000111178"
 QS1 = "806000011223"
 DAY = datetime(2024, 2, 6, 11, 0, 0)
 RECEIVED = datetime(2024, 2, 6, 10, 0, 5, tzinfo=UTC)
+NAMED = {"type_code": "07", "family": "YC600"}
 
 
 def inverter(
@@ -239,7 +240,7 @@ def test_lifetime_reset_is_accepted_only_after_an_hour_of_agreement() -> None:
         state.apply_record(record(DAY + (2 + n) * step, lifetime=n / 10), RECEIVED)
         assert state.ecus[ECU].lifetime_energy_kwh == 2128.0
     # The counter survives a restart in the middle of the streak.
-    state = LiveState.from_persisted(state.to_persisted())
+    state = decode(LiveState, encode(state))
     last = LIFETIME_RESET_RECORDS / 10
     state.apply_record(
         record(DAY + (2 + LIFETIME_RESET_RECORDS) * step, lifetime=last), RECEIVED
@@ -425,8 +426,8 @@ def test_persisted_form_round_trips_and_keeps_dedupe() -> None:
     state.apply_upstream(
         UpstreamReport(ECU, 8995, UpstreamResult.TIMEOUT, RECEIVED, detail="no reply")
     )
-    text = json.dumps(state.to_persisted())
-    restored = LiveState.from_persisted(json.loads(text))
+    text = json.dumps(encode(state))
+    restored = decode(LiveState, json.loads(text))
     assert restored.as_dict() == state.as_dict()
     again = restored.apply_record(record(DAY), RECEIVED)
     assert again.status == RecordStatus.DUPLICATE
@@ -439,17 +440,24 @@ def test_persisted_form_round_trips_and_keeps_dedupe() -> None:
         [],
         {ECU: []},
         {ECU: {"ecu_id": "other"}},
-        {ECU: {"ecu_id": ECU, "seen": ["2024"]}},
+        {ECU: {"ecu_id": ECU, "seen": {"stamps": ["2024"], "marks": [None]}}},
+        {ECU: {"ecu_id": ECU, "seen": {"stamps": [], "marks": [1]}}},
         {ECU: {"ecu_id": ECU, "today_mwh": -1}},
         {ECU: {"ecu_id": ECU, "today": "yesterday"}},
-        {ECU: {"ecu_id": ECU, "inverters": [{"id": YC600}]}},
+        {ECU: {"ecu_id": ECU, "inverters": {YC600: {"id": YC600}}}},
+        {
+            ECU: {
+                "ecu_id": ECU,
+                "inverters": {QS1: {"id": YC600, "type_code": "07", "family": "YC600"}},
+            }
+        },
         {ECU: {"ecu_id": ECU, "upstream": {"result": "maybe"}}},
         {ECU: {"ecu_id": ECU, "last_seen": "soon"}},
     ],
 )
 def test_bad_persisted_shapes_are_rejected(document: object) -> None:
-    with pytest.raises(StateFormatError):
-        LiveState.from_persisted(document)
+    with pytest.raises(ContractError):
+        decode(LiveState, document)
 
 
 minutes = st.integers(min_value=0, max_value=2 * 24 * 12 - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+from ecu_proxy.contract.codec import decode, encode
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
 from ecu_proxy.state import LiveState, RecordStatus
 from ecu_proxy.timeline import StampWindow
@@ -111,7 +112,7 @@ def test_host_clock_two_days_behind_drops_nothing() -> None:
     state = LiveState()
     run(state, 3)
     # The host restarts without a real-time clock: its clock is two days behind.
-    state = LiveState.from_persisted(json.loads(json.dumps(state.to_persisted())))
+    state = decode(LiveState, json.loads(json.dumps(encode(state))))
     behind = timedelta(days=-2)
     for n in range(3, 8):
         at = START + timedelta(minutes=5 * n)
@@ -179,7 +180,7 @@ def test_end_of_daylight_saving_time_repeats_an_hour_without_losing_it() -> None
     )
     assert again.status == RecordStatus.DUPLICATE
     # Both passes survive a restart.
-    restored = LiveState.from_persisted(json.loads(json.dumps(state.to_persisted())))
+    restored = decode(LiveState, json.loads(json.dumps(encode(state))))
     assert (
         restored.apply_record(
             record(at, lifetime=500.0 + 16 / 100, power=115.0), received
@@ -213,13 +214,14 @@ def test_stamp_window_keeps_order_and_forgets_oldest_first() -> None:
     assert window.seen(stamps[2501], 2)
     assert not window.seen(stamps[2501], 1)
     window.add(stamps[2501], 1)  # the same timestamp, another record
-    saved, marks = window.to_persisted()
-    restored = StampWindow.from_persisted(saved, marks)
+    saved = window.to_json()
+    restored = StampWindow.from_json(saved, "$")
     assert restored.seen(stamps[2501], 1)
     assert restored.seen(stamps[2501], 2)
     assert list(restored) == list(window)
     # Saved by a version without fingerprints: any record of that time is known.
-    assert StampWindow.from_persisted(saved, None).seen(stamps[2501], 99)
+    unknown = {"stamps": saved["stamps"], "marks": [None] * len(saved["marks"])}
+    assert StampWindow.from_json(unknown, "$").seen(stamps[2501], 99)
 
 
 def test_record_refused_before_an_ecu_clock_jump_is_counted_once_it_is_proven() -> None:

@@ -3,10 +3,11 @@
 A contract type is a (frozen) data class whose annotations use only: ``str``,
 ``int``, ``float``, ``bool``, ``None``, ``datetime``, ``date``, ``StrEnum``/``IntEnum``
 subclasses, ``Literal[...]`` of strings or integers, ``list[X]``, ``tuple[X, ...]``,
-``dict[str, X]``, ``X | Y`` unions, ``typing.Any`` (any JSON value) and other
-contract types. The JSON key of a field is its name. A class of another kind can
-take part by defining ``to_json(self)`` and a class method ``from_json(cls, data,
-path)`` that raises :class:`ContractError` (it then has no schema).
+``dict[str, X]``, ``dict[int, X]`` (its keys written as JSON strings), ``X | Y``
+unions, ``typing.Any`` (any JSON value) and other contract types. The JSON key of a
+field is its name. A class of another kind can take part by defining ``to_json(self)``
+and a class method ``from_json(cls, data, path)`` that raises :class:`ContractError`
+(it then has no schema).
 
 * :func:`encode` turns a contract value into plain JSON data.
 * :func:`decode` checks plain JSON data against a contract type and builds the value;
@@ -15,9 +16,10 @@ path)`` that raises :class:`ContractError` (it then has no schema).
   schema version; a missing key is an error unless the field has a default.
 * :func:`json_schema` describes the same type as JSON Schema (draft 2020-12).
 
-Field metadata (``dataclasses.field(metadata=meta(...))``) can add a description or
-a minimum to the schema, or keep a field out of the JSON form (``skip=True``: the
-field must have a default; it is not written and is left at its default when read).
+Field metadata (``dataclasses.field(metadata=meta(...))``) can add a description, or
+a minimum and maximum that the schema states and ``decode`` enforces, or keep a field
+out of the JSON form (``skip=True``: the field must have a default; it is not written
+and is left at its default when read).
 
 This module imports nothing outside the standard library: it is the base of the
 contract package, which must stay free of Home Assistant and of the service.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -47,14 +50,19 @@ class FieldMeta:
 
     description: str | None = None
     minimum: float | None = None
+    maximum: float | None = None
     skip: bool = False
 
 
 def meta(
-    *, description: str | None = None, minimum: float | None = None, skip: bool = False
+    *,
+    description: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    skip: bool = False,
 ) -> dict[str, FieldMeta]:
     """Return the metadata mapping for ``dataclasses.field(metadata=...)``."""
-    return {_META_KEY: FieldMeta(description, minimum, skip)}
+    return {_META_KEY: FieldMeta(description, minimum, maximum, skip)}
 
 
 def _field_meta(item: dataclasses.Field[Any]) -> FieldMeta:
@@ -178,7 +186,7 @@ def _encoder(hint: Any) -> Encoder:
         return lambda value: [item(entry) for entry in value]
     if origin is dict:
         item = _encoder(get_args(hint)[1])
-        return lambda value: {key: item(entry) for key, entry in value.items()}
+        return lambda value: {str(key): item(entry) for key, entry in value.items()}
     if origin is Literal or hint in (str, int, bool, type(None)):
         return _identity
     if hint is float:
@@ -294,7 +302,8 @@ def _decoder(hint: Any) -> Decoder:
     if origin in (list, tuple):
         return _sequence_decoder(_decoder(get_args(hint)[0]), origin)
     if origin is dict:
-        return _mapping_decoder(_decoder(get_args(hint)[1]))
+        key, value = get_args(hint)
+        return _mapping_decoder(_decoder(value), int_keys=key is int)
     if isinstance(hint, type) and hasattr(hint, "from_json"):
         own: Decoder = hint.from_json
         return own
@@ -344,13 +353,47 @@ def _sequence_decoder(item: Decoder, origin: type[Any]) -> Decoder:
     return decode_sequence
 
 
-def _mapping_decoder(item: Decoder) -> Decoder:
-    def decode_mapping(data: Any, path: str) -> dict[str, Any]:
+_INT_KEY = re.compile(r"-?[0-9]{1,18}")
+
+
+def _mapping_decoder(item: Decoder, *, int_keys: bool) -> Decoder:
+    def decode_mapping(data: Any, path: str) -> dict[Any, Any]:
         if not isinstance(data, dict):
             raise _fail(path, "an object", data)
-        return {str(key): item(entry, f"{path}.{key}") for key, entry in data.items()}
+        if not int_keys:
+            return {str(k): item(entry, f"{path}.{k}") for k, entry in data.items()}
+        out: dict[Any, Any] = {}
+        for key, entry in data.items():
+            if not _INT_KEY.fullmatch(key):
+                raise _fail(path, "an object with integer keys", key)
+            out[int(key)] = item(entry, f"{path}.{key}")
+        return out
 
     return decode_mapping
+
+
+def _bounded(part: Decoder, extra: FieldMeta) -> Decoder:
+    """Wrap a field's decoder to refuse numbers outside its minimum and maximum."""
+    low, high = extra.minimum, extra.maximum
+    if low is None and high is None:
+        return part
+    limits = [
+        f"{sign} {bound:g}"
+        for sign, bound in ((">=", low), ("<=", high))
+        if bound is not None
+    ]
+    expected = f"a number {' and '.join(limits)}"
+
+    def decode_bounded(data: Any, path: str) -> Any:
+        value = part(data, path)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
+            raise _fail(path, expected, data)
+        return value
+
+    return decode_bounded
 
 
 def _enum_decoder(kind: type[enum.Enum]) -> Decoder:
@@ -368,7 +411,7 @@ def _dataclass_decoder(kind: Any) -> Decoder:
     parts = [
         (
             item.name,
-            _decoder(hint),
+            _bounded(_decoder(hint), _field_meta(item)),
             item.default is not dataclasses.MISSING
             or item.default_factory is not dataclasses.MISSING,
         )
@@ -424,10 +467,11 @@ def _schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if origin in (list, tuple):
         return {"type": "array", "items": _schema(get_args(hint)[0], defs)}
     if origin is dict:
-        return {
-            "type": "object",
-            "additionalProperties": _schema(get_args(hint)[1], defs),
-        }
+        key, value = get_args(hint)
+        body: dict[str, Any] = {"type": "object"}
+        if key is int:
+            body["propertyNames"] = {"pattern": f"^{_INT_KEY.pattern}$"}
+        return {**body, "additionalProperties": _schema(value, defs)}
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return {"enum": [member.value for member in hint]}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -460,6 +504,8 @@ def _object_schema(kind: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
         prop = _schema(hint, defs)
         if extra.minimum is not None:
             prop["minimum"] = extra.minimum
+        if extra.maximum is not None:
+            prop["maximum"] = extra.maximum
         if extra.description:
             prop = {"description": extra.description, **prop}
         properties[item.name] = prop
