@@ -420,7 +420,7 @@ async def test_inverter_added_for_unknown_ecu_waits_for_its_record(
         "ecu_status", {"ecu_id": "216000000002", "upstream": {"result": "ok"}}
     )
     await wait_for_seq(coordinator, seq)
-    ecu = coordinator.state.ecus["216000000002"]
+    ecu = coordinator.data.ecus["216000000002"]
     assert ecu.upstream.result == "ok"
     assert ecu.inverters == {}
     assert ecu.power_w is None

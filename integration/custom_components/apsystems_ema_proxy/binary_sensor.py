@@ -14,13 +14,14 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
+from .coordinator import EmaProxyConfigEntry
 from .entity import (
     EmaProxyEntity,
     EmaProxyServiceEntity,
+    EntitySpec,
     async_add_dynamic_entities,
 )
-from .models import EcuState, InverterState, Upstream
+from .models import EcuState, InverterState, ProxyState, Upstream
 
 # Push platform: nothing to poll, no limit needed.
 PARALLEL_UPDATES = 0
@@ -111,19 +112,19 @@ async def async_setup_entry(
     """Add binary sensors now and for whatever appears later."""
     coordinator = entry.runtime_data
     async_add_entities([EmaReachableBinarySensor(coordinator, EMA_REACHABLE_SENSOR)])
-    async_add_dynamic_entities(coordinator, async_add_entities, _entities)
+    async_add_dynamic_entities(coordinator, async_add_entities, _specs)
 
 
-def _entities(coordinator: EmaProxyCoordinator) -> Iterator[EmaProxyEntity]:
+def _specs(state: ProxyState) -> Iterator[EntitySpec]:
     """Yield a binary sensor for every ECU and inverter in the state."""
-    for ecu in coordinator.state.ecus.values():
+    for ecu in state.ecus.values():
         for ecu_description in ECU_BINARY_SENSORS:
-            yield EcuBinarySensor(coordinator, ecu_description, ecu.ecu_id)
-        yield EcuReportingBinarySensor(coordinator, REPORTING_SENSOR, ecu.ecu_id)
+            yield EntitySpec(EcuBinarySensor, ecu_description, ecu.ecu_id)
+        yield EntitySpec(EcuReportingBinarySensor, REPORTING_SENSOR, ecu.ecu_id)
         for inverter in ecu.inverters.values():
             for description in INVERTER_BINARY_SENSORS:
-                yield InverterBinarySensor(
-                    coordinator, description, ecu.ecu_id, inverter.id
+                yield EntitySpec(
+                    InverterBinarySensor, description, ecu.ecu_id, inverter.id
                 )
 
 
@@ -190,4 +191,4 @@ class EmaReachableBinarySensor(EmaProxyServiceEntity, BinarySensorEntity):
     def _update_from_state(self) -> None:
         """Judge by the newest upload of any ECU."""
         super()._update_from_state()
-        self._attr_is_on = ema_reachable(self.coordinator.state.ecus)
+        self._attr_is_on = ema_reachable(self.coordinator.data.ecus)
