@@ -14,6 +14,7 @@ from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UN
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -550,3 +551,18 @@ async def test_inverter_follows_a_replacement_ecu(
     assert inverter is not None
     assert parent is not None
     assert inverter.via_device_id == parent.id
+
+
+async def test_update_entity_keeps_the_connection(
+    hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
+) -> None:
+    """Asking for an update of a pushed entity neither reconnects nor fails."""
+    await async_setup_component(hass, "homeassistant", {})
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": ECU_POWER}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert state(hass, ECU_POWER) == "190.0"
+    starts = [c for c in service.commands if c["command"] == "start_listening"]
+    assert len(starts) == 1
+    assert init_integration.runtime_data.last_update_success

@@ -186,9 +186,8 @@ class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
 class EmaReachableBinarySensor(EmaProxyServiceEntity, BinarySensorEntity):
     """Whether the service's newest upload to EMA got through."""
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Judge by the newest upload of any ECU."""
-        super()._update_from_state()
-        self._attr_is_on = ema_reachable(self.coordinator.data.ecus)
+        return ema_reachable(self.coordinator.data.ecus)

@@ -83,6 +83,9 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
     @override
     async def _async_update_data(self) -> ProxyState:
         """Connect, start listening and return the state the service sends."""
+        if self.client.connected:
+            # Asked while listening (homeassistant.update_entity): it is pushed.
+            return self.data
         try:
             info = await self.client.connect()
         except ProxyClientError as err:
@@ -95,12 +98,12 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
             async_register_hub(self.hass, entry, info)
         elif info.server_id != entry.unique_id:
             # A reinstalled service: its event numbers mean nothing to us.
-            # Setting up again adopts the new id and takes its full state.
+            # Setting up again (the unload disconnects) adopts the new id and takes
+            # its full state.
             LOGGER.info(
                 "ECU proxy at %s came back as a new service; reloading",
                 self.client.url,
             )
-            await self.client.disconnect()
             self.hass.config_entries.async_schedule_reload(entry.entry_id)
             raise UpdateFailed("the service was reinstalled")
         started = self.hass.loop.create_future()
@@ -156,7 +159,6 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
             DOMAIN, server_id
         )
         if other is not None and other.entry_id != entry.entry_id:
-            await self.client.disconnect()
             raise ConfigEntryError(
                 translation_domain=DOMAIN,
                 translation_key="duplicate_service",
@@ -219,16 +221,17 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
     @callback
     def _async_schedule_reconnect(self) -> None:
         """Refresh (reconnect) after the next backoff delay."""
-        if self._unsub_reconnect is not None:
-            self._unsub_reconnect()
         self._attempt += 1
         self._unsub_reconnect = async_call_later(
             self.hass, backoff_delay(self._attempt), self._async_reconnect
         )
 
-    async def _async_reconnect(self, _now: datetime) -> None:
+    @callback
+    def _async_reconnect(self, _now: datetime) -> None:
         self._unsub_reconnect = None
-        await self.async_refresh()
+        self.config_entry.async_create_background_task(
+            self.hass, self.async_refresh(), f"{DOMAIN} reconnect {self.client.url}"
+        )
 
     async def _async_stop_listening(self) -> None:
         """End the listener task and close the connection."""
@@ -264,12 +267,9 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
                     ema_commands.async_handle_ema_command(self.hass, self, event)
         self.last_seq = result.last_seq
         self._attempt = 0
-        if self.connected_since is None:
-            if not self.last_update_success:
-                LOGGER.warning(
-                    "Connection to ECU proxy at %s restored", self.client.url
-                )
-            self.connected_since = dt_util.utcnow()
+        if not self.last_update_success:
+            LOGGER.warning("Connection to ECU proxy at %s restored", self.client.url)
+        self.connected_since = dt_util.utcnow()
         self._async_state_changed()
 
     @callback

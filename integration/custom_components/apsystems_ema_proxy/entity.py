@@ -186,20 +186,3 @@ class EmaProxyServiceEntity(CoordinatorEntity[EmaProxyCoordinator]):
         assert entry.unique_id is not None
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
         self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, entry.unique_id)})
-
-    @override
-    async def async_added_to_hass(self) -> None:
-        """Compute the first state before it is written."""
-        await super().async_added_to_hass()
-        self._update_from_state()
-
-    @callback
-    @override
-    def _handle_coordinator_update(self) -> None:
-        """Recompute the state and write it."""
-        self._update_from_state()
-        super()._handle_coordinator_update()
-
-    @callback
-    def _update_from_state(self) -> None:
-        """Recompute attributes from the coordinator's state."""

@@ -537,9 +537,8 @@ class ServiceSensor(EmaProxyServiceEntity, SensorEntity):
 
     entity_description: ServiceSensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def native_value(self) -> str | int | None:
         """Read the value from the coordinator."""
-        super()._update_from_state()
-        self._attr_native_value = self.entity_description.value_fn(self.coordinator)
+        return self.entity_description.value_fn(self.coordinator)
