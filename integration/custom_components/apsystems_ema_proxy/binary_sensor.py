@@ -11,7 +11,7 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EmaProxyConfigEntry
@@ -133,13 +133,12 @@ class EcuBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     entity_description: EcuBinarySensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Read the ECU's value."""
-        super()._update_from_state()
         ecu = self.ecu
-        self._attr_is_on = self.entity_description.value_fn(ecu) if ecu else None
+        return self.entity_description.value_fn(ecu) if ecu else None
 
 
 class InverterBinarySensor(EmaProxyEntity, BinarySensorEntity):
@@ -147,18 +146,14 @@ class InverterBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     entity_description: InverterBinarySensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Read the inverter's value; stale inverters are offline."""
-        super()._update_from_state()
         inverter = self.inverter_state
         if inverter is None:
-            self._attr_is_on = None
-            return
-        self._attr_is_on = (
-            self.entity_description.value_fn(inverter) is True and not self.stale
-        )
+            return None
+        return self.entity_description.value_fn(inverter) is True and not self.stale
 
 
 class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
@@ -170,17 +165,18 @@ class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     _unrecorded_attributes = frozenset({"last_report"})
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool:
         """Report on while data arrived within the no-data timeout."""
-        super()._update_from_state()
-        ecu = self.ecu
-        self._attr_is_on = ecu is not None and not self.stale
-        last = ecu.last_seen if ecu is not None else None
-        self._attr_extra_state_attributes = {
-            "last_report": last.isoformat() if last is not None else None
-        }
+        return self.ecu is not None and not self.stale
+
+    @property
+    @override
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """Return when the ECU last reported."""
+        last = ecu.last_seen if (ecu := self.ecu) is not None else None
+        return {"last_report": last.isoformat() if last is not None else None}
 
 
 class EmaReachableBinarySensor(EmaProxyServiceEntity, BinarySensorEntity):

@@ -143,32 +143,14 @@ class EmaProxyEntity(CoordinatorEntity[EmaProxyCoordinator]):
     @property
     @override
     def available(self) -> bool:
-        """Return True while connected and the value can be shown."""
-        return super().available and self._attr_available
-
-    @override
-    async def async_added_to_hass(self) -> None:
-        """Compute the first state before it is written."""
-        await super().async_added_to_hass()
-        self._update_from_state()
+        """Return True while connected and the service reports the source."""
+        return super().available and self.source_present
 
     @override
     async def async_will_remove_from_hass(self) -> None:
         """Let the platform add the entity again if its device comes back."""
         await super().async_will_remove_from_hass()
         self._forget()
-
-    @callback
-    @override
-    def _handle_coordinator_update(self) -> None:
-        """Recompute the state and write it."""
-        self._update_from_state()
-        super()._handle_coordinator_update()
-
-    @callback
-    def _update_from_state(self) -> None:
-        """Recompute attributes from the coordinator's state."""
-        self._attr_available = self.source_present
 
 
 class EmaProxyServiceEntity(CoordinatorEntity[EmaProxyCoordinator]):

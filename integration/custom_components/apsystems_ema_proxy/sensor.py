@@ -414,9 +414,17 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
     def _value(self) -> SensorValue:
         """Return the value the service reports now."""
 
+    @property
+    @override
+    def available(self) -> bool:
+        """Return False also for a live value (voltage, ...) that went stale."""
+        return super().available and not (
+            self.entity_description.when_stale is WhenStale.UNAVAILABLE and self.stale
+        )
+
     @override
     async def async_added_to_hass(self) -> None:
-        """Restore energy counters before the first state is written."""
+        """Restore energy counters, then compute the first state."""
         if self.entity_description.counter and (
             last := await self.async_get_last_sensor_data()
         ):
@@ -424,20 +432,25 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self._attr_native_value = value
         await super().async_added_to_hass()
+        self._update_value()
 
     @callback
     @override
-    def _update_from_state(self) -> None:
-        """Apply the night, outage and restart rules to the reported value."""
-        super()._update_from_state()
+    def _handle_coordinator_update(self) -> None:
+        """Recompute the value and write the state."""
+        self._update_value()
+        super()._handle_coordinator_update()
+
+    @callback
+    def _update_value(self) -> None:
+        """Apply the night, outage and restart rules to the reported value.
+
+        While unavailable the value is kept for when the entity comes back.
+        """
         description = self.entity_description
         if not self.available:
             return
-        stale = self.stale
-        if stale and description.when_stale is WhenStale.UNAVAILABLE:
-            self._attr_available = False
-            return
-        if stale and description.when_stale is WhenStale.ZERO:
+        if description.when_stale is WhenStale.ZERO and self.stale:
             self._attr_native_value = 0
             return
         value = self._value()
@@ -478,9 +491,9 @@ class EcuHourEnergySensor(EcuSensor):
 
     @callback
     @override
-    def _update_from_state(self) -> None:
+    def _update_value(self) -> None:
         """Take the service's figure while its hour lasts, else start at 0."""
-        super()._update_from_state()
+        super()._update_value()
         if not self.available:
             return
         this_hour = dt_util.now().replace(minute=0, second=0, microsecond=0)
