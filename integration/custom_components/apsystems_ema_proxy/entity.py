@@ -56,7 +56,7 @@ def async_add_dynamic_entities(
     @callback
     def add_new_entities() -> None:
         if entry.state is ConfigEntryState.UNLOAD_IN_PROGRESS:
-            return
+            return  # an event while the platforms unload must not add entities
         new = [spec for spec in specs(coordinator.data) if spec.unique_id not in known]
         known.update(spec.unique_id for spec in new)
         if new:
