@@ -566,3 +566,28 @@ async def test_update_entity_keeps_the_connection(
     starts = [c for c in service.commands if c["command"] == "start_listening"]
     assert len(starts) == 1
     assert init_integration.runtime_data.last_update_success
+
+
+async def test_update_entity_while_disconnected_keeps_one_retry(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    wait_for_state: WaitForState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An update asked for during an outage tries once more, then backs off."""
+    attempts = count_connects(init_integration.runtime_data, monkeypatch)
+    await async_setup_component(hass, "homeassistant", {})
+    await service.stop()
+    await wait_for_state(ECU_POWER, lambda s: s == STATE_UNAVAILABLE)
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": ECU_POWER}, blocking=True
+    )
+    await attempts.get()
+    await next_attempt(hass, attempts)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert attempts.empty()  # one retry pending, not one per request
+
+    await service.start()
+    await next_attempt(hass, attempts)
+    await wait_for_state(ECU_POWER, lambda s: s == "190.0")

@@ -221,6 +221,8 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
     @callback
     def _async_schedule_reconnect(self) -> None:
         """Refresh (reconnect) after the next backoff delay."""
+        if self._unsub_reconnect is not None:  # a refresh asked for in between
+            self._unsub_reconnect()
         self._attempt += 1
         self._unsub_reconnect = async_call_later(
             self.hass, backoff_delay(self._attempt), self._async_reconnect
