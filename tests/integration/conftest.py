@@ -3,11 +3,13 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
 import pytest
+from aiohttp import ClientWebSocketResponse
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_URL
@@ -20,6 +22,8 @@ from syrupy.assertion import SnapshotAssertion
 
 # Imported at module level so Home Assistant finds this project's custom_components
 # package instead of the test harness's own.
+import custom_components.apsystems_ema_proxy as integration
+from custom_components.apsystems_ema_proxy.client import Client
 from custom_components.apsystems_ema_proxy.const import DOMAIN
 from custom_components.apsystems_ema_proxy.coordinator import EmaProxyCoordinator
 
@@ -42,6 +46,39 @@ def load_state(name: str) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration under test."""
+
+
+@pytest.fixture(autouse=True)
+def no_heartbeat_on_the_frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the integration up with a client that sends no WebSocket pings.
+
+    These tests move Home Assistant's frozen clock by minutes at once: a ping in
+    flight during such a jump misses its deadline before the service can answer,
+    and the connection would count as lost. The heartbeat itself is tested with
+    real time in test_client.py.
+    """
+    monkeypatch.setattr(integration, "Client", partial(Client, heartbeat=None))
+
+
+@pytest.fixture(autouse=True)
+def cancel_rearmed_websocket_heartbeats(verify_cleanup: None) -> Iterator[None]:
+    """Cancel the heartbeat aiohttp 3.14 re-arms on a client WebSocket it closed.
+
+    Closing waits for the service's close frame, and receiving it schedules the
+    heartbeat again after the close cancelled it (aiohttp's ``_flush_heartbeat_reset``
+    does not check ``closed``). The stray ping fails silently on the closed socket;
+    only that timer, on a closed WebSocket, is cancelled here, before Home
+    Assistant's harness fails the test for lingering timers.
+    """
+    yield
+    for handle in asyncio.get_event_loop()._scheduled:  # type: ignore[attr-defined]
+        callback_ = handle._callback
+        if (
+            getattr(callback_, "__func__", None)
+            is ClientWebSocketResponse._send_heartbeat
+            and callback_.__self__.closed
+        ):
+            handle.cancel()
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +213,7 @@ async def wait_for_seq(coordinator: EmaProxyCoordinator, seq: int) -> None:
         if coordinator.last_seq is not None and coordinator.last_seq >= seq:
             reached.set()
 
-    unsub = coordinator.async_add_listener(None, on_update)
+    unsub = coordinator.async_add_listener(on_update)
     try:
         async with asyncio.timeout(10):
             await reached.wait()

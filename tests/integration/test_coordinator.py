@@ -14,6 +14,7 @@ from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UN
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -420,7 +421,7 @@ async def test_inverter_added_for_unknown_ecu_waits_for_its_record(
         "ecu_status", {"ecu_id": "216000000002", "upstream": {"result": "ok"}}
     )
     await wait_for_seq(coordinator, seq)
-    ecu = coordinator.state.ecus["216000000002"]
+    ecu = coordinator.data.ecus["216000000002"]
     assert ecu.upstream.result == "ok"
     assert ecu.inverters == {}
     assert ecu.power_w is None
@@ -550,3 +551,43 @@ async def test_inverter_follows_a_replacement_ecu(
     assert inverter is not None
     assert parent is not None
     assert inverter.via_device_id == parent.id
+
+
+async def test_update_entity_keeps_the_connection(
+    hass: HomeAssistant, init_integration: MockConfigEntry, service: FakeService
+) -> None:
+    """Asking for an update of a pushed entity neither reconnects nor fails."""
+    await async_setup_component(hass, "homeassistant", {})
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": ECU_POWER}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert state(hass, ECU_POWER) == "190.0"
+    starts = [c for c in service.commands if c["command"] == "start_listening"]
+    assert len(starts) == 1
+    assert init_integration.runtime_data.last_update_success
+
+
+async def test_update_entity_while_disconnected_keeps_one_retry(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    wait_for_state: WaitForState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An update asked for during an outage tries once more, then backs off."""
+    attempts = count_connects(init_integration.runtime_data, monkeypatch)
+    await async_setup_component(hass, "homeassistant", {})
+    await service.stop()
+    await wait_for_state(ECU_POWER, lambda s: s == STATE_UNAVAILABLE)
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": ECU_POWER}, blocking=True
+    )
+    await attempts.get()
+    await next_attempt(hass, attempts)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert attempts.empty()  # one retry pending, not one per request
+
+    await service.start()
+    await next_attempt(hass, attempts)
+    await wait_for_state(ECU_POWER, lambda s: s == "190.0")

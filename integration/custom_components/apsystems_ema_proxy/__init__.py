@@ -16,23 +16,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) -> 
     client = Client(
         entry.data[CONF_URL], async_get_clientsession(hass), entry.data.get(CONF_TOKEN)
     )
-    coordinator = EmaProxyCoordinator(hass, entry, client)
-    await coordinator.async_setup()
-    entry.runtime_data = coordinator
+    entry.runtime_data = EmaProxyCoordinator(hass, entry, client)
+    await entry.runtime_data.async_config_entry_first_refresh()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) -> bool:
-    """Unload the platforms and close the connection."""
-    coordinator = entry.runtime_data
-    coordinator.accepting_entities = False
-    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
-    if unloaded:
-        await coordinator.async_shutdown()
-    else:
-        coordinator.accepting_entities = True
-    return unloaded
+    """Unload the platforms; the coordinator then closes the connection."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) -> None:
@@ -49,7 +41,7 @@ async def async_remove_config_entry_device(
     }
     coordinator = entry.runtime_data
     reported = {entry.unique_id}
-    for ecu in coordinator.state.ecus.values():
+    for ecu in coordinator.data.ecus.values():
         reported.add(ecu.ecu_id)
         reported.update(ecu.inverters)
     if identifiers & reported:

@@ -11,16 +11,17 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
+from .coordinator import EmaProxyConfigEntry
 from .entity import (
     EmaProxyEntity,
     EmaProxyServiceEntity,
+    EntitySpec,
     async_add_dynamic_entities,
 )
-from .models import EcuState, InverterState, Upstream
+from .models import EcuState, InverterState, ProxyState, Upstream
 
 # Push platform: nothing to poll, no limit needed.
 PARALLEL_UPDATES = 0
@@ -111,19 +112,19 @@ async def async_setup_entry(
     """Add binary sensors now and for whatever appears later."""
     coordinator = entry.runtime_data
     async_add_entities([EmaReachableBinarySensor(coordinator, EMA_REACHABLE_SENSOR)])
-    async_add_dynamic_entities(coordinator, async_add_entities, _entities)
+    async_add_dynamic_entities(coordinator, async_add_entities, _specs)
 
 
-def _entities(coordinator: EmaProxyCoordinator) -> Iterator[EmaProxyEntity]:
+def _specs(state: ProxyState) -> Iterator[EntitySpec]:
     """Yield a binary sensor for every ECU and inverter in the state."""
-    for ecu in coordinator.state.ecus.values():
+    for ecu in state.ecus.values():
         for ecu_description in ECU_BINARY_SENSORS:
-            yield EcuBinarySensor(coordinator, ecu_description, ecu.ecu_id)
-        yield EcuReportingBinarySensor(coordinator, REPORTING_SENSOR, ecu.ecu_id)
+            yield EntitySpec(EcuBinarySensor, ecu_description, ecu.ecu_id)
+        yield EntitySpec(EcuReportingBinarySensor, REPORTING_SENSOR, ecu.ecu_id)
         for inverter in ecu.inverters.values():
             for description in INVERTER_BINARY_SENSORS:
-                yield InverterBinarySensor(
-                    coordinator, description, ecu.ecu_id, inverter.id
+                yield EntitySpec(
+                    InverterBinarySensor, description, ecu.ecu_id, inverter.id
                 )
 
 
@@ -132,13 +133,12 @@ class EcuBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     entity_description: EcuBinarySensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Read the ECU's value."""
-        super()._update_from_state()
         ecu = self.ecu
-        self._attr_is_on = self.entity_description.value_fn(ecu) if ecu else None
+        return self.entity_description.value_fn(ecu) if ecu else None
 
 
 class InverterBinarySensor(EmaProxyEntity, BinarySensorEntity):
@@ -146,18 +146,14 @@ class InverterBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     entity_description: InverterBinarySensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Read the inverter's value; stale inverters are offline."""
-        super()._update_from_state()
         inverter = self.inverter_state
         if inverter is None:
-            self._attr_is_on = None
-            return
-        self._attr_is_on = (
-            self.entity_description.value_fn(inverter) is True and not self.stale
-        )
+            return None
+        return self.entity_description.value_fn(inverter) is True and not self.stale
 
 
 class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
@@ -169,25 +165,25 @@ class EcuReportingBinarySensor(EmaProxyEntity, BinarySensorEntity):
 
     _unrecorded_attributes = frozenset({"last_report"})
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool:
         """Report on while data arrived within the no-data timeout."""
-        super()._update_from_state()
-        ecu = self.ecu
-        self._attr_is_on = ecu is not None and not self.stale
-        last = ecu.last_seen if ecu is not None else None
-        self._attr_extra_state_attributes = {
-            "last_report": last.isoformat() if last is not None else None
-        }
+        return self.ecu is not None and not self.stale
+
+    @property
+    @override
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """Return when the ECU last reported."""
+        last = ecu.last_seen if (ecu := self.ecu) is not None else None
+        return {"last_report": last.isoformat() if last is not None else None}
 
 
 class EmaReachableBinarySensor(EmaProxyServiceEntity, BinarySensorEntity):
     """Whether the service's newest upload to EMA got through."""
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def is_on(self) -> bool | None:
         """Judge by the newest upload of any ECU."""
-        super()._update_from_state()
-        self._attr_is_on = ema_reachable(self.coordinator.state.ecus)
+        return ema_reachable(self.coordinator.data.ecus)

@@ -131,20 +131,18 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 10.0,
-        heartbeat: float = 30.0,
+        heartbeat: float | None = 30.0,
     ) -> None:
         """Remember where to connect; the caller owns the session.
 
-        While listening, a ping goes out every ``heartbeat`` seconds; a connection
-        that does not answer one within ``heartbeat`` seconds counts as lost.
+        aiohttp pings the service after ``heartbeat`` seconds without traffic; a
+        connection that does not answer within half that time counts as lost.
         """
         self.url = url
         self._session = session
         self._token = token
         self._timeout = timeout
         self._heartbeat = heartbeat
-        self._answered = asyncio.Event()
-        self._silent = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -180,7 +178,7 @@ class Client:
             raise CannotConnect("already connected")
         try:
             async with asyncio.timeout(self._timeout):
-                ws = await self._session.ws_connect(self.url, autoping=False)
+                ws = await self._session.ws_connect(self.url, heartbeat=self._heartbeat)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
             raise CannotConnect(connect_error_text(err)) from err
         try:
@@ -210,10 +208,6 @@ class Client:
         try:
             async with asyncio.timeout(self._timeout):
                 msg = await ws.receive()
-                while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
-                    if msg.type is aiohttp.WSMsgType.PING:
-                        await ws.pong(msg.data)
-                    msg = await ws.receive()
         except TimeoutError as err:
             raise CannotConnect("the service did not answer in time") from err
         if msg.type in _CLOSED_TYPES:
@@ -270,20 +264,14 @@ class Client:
         start_id = str(next(self._ids))
         args: dict[str, Any] = {} if since is None else {"since": since}
         self._listening = True
-        self._silent = False
-        pinger = asyncio.create_task(self._ping_loop(ws))
         try:
             await ws.send_json(
                 {"message_id": start_id, "command": "start_listening", **args}
             )
             while True:
                 msg = await ws.receive()
-                self._answered.set()
                 if msg.type in _CLOSED_TYPES or msg.type is aiohttp.WSMsgType.ERROR:
                     raise self._closed_error(ws)
-                if msg.type is aiohttp.WSMsgType.PING:
-                    await ws.pong(msg.data)
-                    continue
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 try:
@@ -297,42 +285,17 @@ class Client:
             raise ConnectionClosed(f"connection lost: {err}") from err
         finally:
             self._listening = False
-            pinger.cancel()
-            # asyncio.wait, not "await pinger": a cancellation of this task that
-            # arrives right now must not be swallowed with the pinger's.
-            await asyncio.wait([pinger])
             self._fail_pending(ConnectionClosed("connection closed"))
             if self._ws is ws:
                 self._ws = None
             await ws.close()
-
-    async def _ping_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Ping the service; close a connection that stopped answering."""
-        loop = asyncio.get_running_loop()
-        while not ws.closed:
-            await asyncio.sleep(self._heartbeat)
-            self._answered.clear()
-            sent = loop.time()
-            try:
-                await ws.ping()
-                async with asyncio.timeout(self._heartbeat):
-                    await self._answered.wait()
-            except TimeoutError:
-                if loop.time() - sent > 2 * self._heartbeat:
-                    # The clock jumped (host suspended): ask again, do not give up.
-                    continue
-                self._silent = True
-                await ws.close()
-                return
-            except (aiohttp.ClientError, ConnectionError, RuntimeError):
-                return
 
     def _closed_error(
         self, ws: aiohttp.ClientWebSocketResponse
     ) -> ConnectionClosed | InvalidAuth | IncompatibleSchema:
         """Map a close code to the error listen() raises."""
         code = ws.close_code
-        if self._silent:
+        if isinstance(ws.exception(), aiohttp.ServerTimeoutError):
             return ConnectionClosed("the service stopped answering pings")
         if code == CLOSE_AUTH_FAILED:
             return InvalidAuth("the service rejected the token")

@@ -41,7 +41,7 @@ async def async_get_config_entry_diagnostics(
             "options": dict(entry.options),
         },
         "connection": coordinator.diagnostics(),
-        "state": dataclasses.asdict(coordinator.state),
+        "state": dataclasses.asdict(coordinator.data),
         "frames": await _async_frames(coordinator),
         "guard": await _async_guard(coordinator),
     }
@@ -65,7 +65,7 @@ async def async_get_device_diagnostics(
     coordinator = entry.runtime_data
     ids = {ident for domain, ident in device.identifiers if domain == DOMAIN}
     result: dict[str, Any] = {"connection": coordinator.diagnostics()}
-    for ecu in coordinator.state.ecus.values():
+    for ecu in coordinator.data.ecus.values():
         if ecu.ecu_id in ids:
             result["ecu"] = dataclasses.asdict(ecu)
         for inverter in ecu.inverters.values():

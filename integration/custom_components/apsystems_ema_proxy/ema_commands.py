@@ -131,7 +131,7 @@ def async_handle_ema_command(
     hass: HomeAssistant, coordinator: "EmaProxyCoordinator", event: EmaCommandEvent
 ) -> None:
     """Fire the bus event and the entity signal; raise or clear the guard issue."""
-    entry_id = coordinator.entry.entry_id
+    entry_id = coordinator.config_entry.entry_id
     name = ecu_name(coordinator, event.ecu_id)
     hass.bus.async_fire(
         EVENT_EMA_COMMAND,

@@ -1,69 +1,95 @@
-"""Base entity of the APsystems ECU Proxy integration."""
+"""Base entities of the APsystems ECU Proxy integration and how they are added."""
 
-from typing import TYPE_CHECKING, override
+from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple, override
+
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.entity import Entity, EntityDescription
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
 from .coordinator import EmaProxyCoordinator
-from .models import ChannelState, EcuState, InverterState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from homeassistant.helpers.entity import EntityDescription
+    from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+    from .models import ChannelState, EcuState, InverterState, ProxyState
+
+
+class EntitySpec(NamedTuple):
+    """One entity a platform can provide: enough to know its unique id."""
+
+    cls: type[EmaProxyEntity]
+    description: EntityDescription
+    ecu_id: str
+    inverter_id: str | None = None
+    channel: int | None = None
+
+    @property
+    def unique_id(self) -> str:
+        """Return the unique id: device id, description key and channel."""
+        suffix = f"_{self.channel}" if self.channel is not None else ""
+        return f"{self.inverter_id or self.ecu_id}_{self.description.key}{suffix}"
 
 
 @callback
 def async_add_dynamic_entities(
     coordinator: EmaProxyCoordinator,
     async_add_entities: AddConfigEntryEntitiesCallback,
-    entities: "Callable[[EmaProxyCoordinator], Iterable[EmaProxyEntity]]",
+    specs: Callable[[ProxyState], Iterable[EntitySpec]],
 ) -> None:
-    """Add a platform's entities now and whenever the service reports new devices."""
+    """Add a platform's entities now and those the service reports later.
+
+    The platform remembers the unique ids it added and creates entities only for
+    new ones. An entity removed from Home Assistant (its device was deleted) is
+    forgotten, so it comes back with its device.
+    """
+    entry = coordinator.config_entry
+    known: set[str] = set()
 
     @callback
     def add_new_entities() -> None:
-        if not coordinator.accepting_entities:
-            return
-        new = [
-            entity
-            for entity in entities(coordinator)
-            if entity.unique_id not in coordinator.added_unique_ids
-        ]
-        coordinator.added_unique_ids.update(e.unique_id for e in new if e.unique_id)
+        if entry.state is ConfigEntryState.UNLOAD_IN_PROGRESS:
+            return  # an event while the platforms unload must not add entities
+        new = [spec for spec in specs(coordinator.data) if spec.unique_id not in known]
+        known.update(spec.unique_id for spec in new)
         if new:
-            async_add_entities(new)
+            async_add_entities(
+                spec.cls(coordinator, spec, known.discard) for spec in new
+            )
 
     add_new_entities()
-    coordinator.async_add_new_entities_callback(add_new_entities)
+    entry.async_on_unload(coordinator.async_add_listener(add_new_entities))
 
 
-class EmaProxyEntity(Entity):
+class EmaProxyEntity(CoordinatorEntity[EmaProxyCoordinator]):
     """An entity fed by the proxy's pushed state for one ECU, inverter or channel."""
 
     _attr_has_entity_name = True
-    _attr_should_poll = False
 
     def __init__(
         self,
         coordinator: EmaProxyCoordinator,
-        description: EntityDescription,
-        ecu_id: str,
-        inverter_id: str | None = None,
-        channel: int | None = None,
+        spec: EntitySpec,
+        forget: Callable[[str], None],
     ) -> None:
         """Identify the entity by the ids of what it measures."""
-        self.coordinator = coordinator
-        self.entity_description = description
-        self.ecu_id = ecu_id
-        self.inverter_id = inverter_id
-        self.channel = channel
-        device_id = inverter_id or ecu_id
-        suffix = f"_{channel}" if channel is not None else ""
-        self._attr_unique_id = f"{device_id}_{description.key}{suffix}"
-        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, device_id)})
+        super().__init__(coordinator)
+        self._forget = partial(forget, spec.unique_id)
+        self.entity_description = spec.description
+        self.ecu_id = spec.ecu_id
+        self.inverter_id = spec.inverter_id
+        self.channel = spec.channel
+        self._attr_unique_id = spec.unique_id
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, spec.inverter_id or spec.ecu_id)}
+        )
 
     @property
     def ecu(self) -> EcuState | None:
@@ -72,7 +98,10 @@ class EmaProxyEntity(Entity):
 
     @property
     def inverter_state(self) -> InverterState | None:
-        """Return the state of the entity's inverter."""
+        """Return the state of the entity's inverter.
+
+        An inverter may move to a replacement ECU: see EmaProxyCoordinator.inverter.
+        """
         if self.inverter_id is None:
             return None
         return self.coordinator.inverter(self.ecu_id, self.inverter_id)
@@ -111,71 +140,31 @@ class EmaProxyEntity(Entity):
             return self.inverter_state is not None
         return self.ecu is not None
 
+    @property
     @override
-    async def async_added_to_hass(self) -> None:
-        """Follow the coordinator's updates for this ECU."""
-        await super().async_added_to_hass()
-        self.async_on_remove(
-            # An inverter may move to a replacement ECU: its entities follow every
-            # ECU's updates (see EmaProxyCoordinator.inverter).
-            self.coordinator.async_add_listener(
-                self.ecu_id if self.inverter_id is None else None, self._handle_update
-            )
-        )
-        self._update_from_state()
+    def available(self) -> bool:
+        """Return True while connected and the service reports the source."""
+        return super().available and self.source_present
 
     @override
     async def async_will_remove_from_hass(self) -> None:
-        """Allow the entity to be created again if its device comes back."""
+        """Let the platform add the entity again if its device comes back."""
         await super().async_will_remove_from_hass()
-        if self.unique_id is not None:
-            self.coordinator.added_unique_ids.discard(self.unique_id)
-
-    @callback
-    def _handle_update(self) -> None:
-        """Recompute the state and write it."""
-        self._update_from_state()
-        self.async_write_ha_state()
-
-    @callback
-    def _update_from_state(self) -> None:
-        """Recompute attributes from the coordinator's state."""
-        self._attr_available = self.coordinator.connected and self.source_present
+        self._forget()
 
 
-class EmaProxyServiceEntity(Entity):
+class EmaProxyServiceEntity(CoordinatorEntity[EmaProxyCoordinator]):
     """An entity of the proxy service itself, on the service's device."""
 
     _attr_has_entity_name = True
-    _attr_should_poll = False
 
     def __init__(
         self, coordinator: EmaProxyCoordinator, description: EntityDescription
     ) -> None:
         """Identify the entity by its config entry, which outlives server ids."""
-        self.coordinator = coordinator
+        super().__init__(coordinator)
         self.entity_description = description
-        entry = coordinator.entry
+        entry = coordinator.config_entry
         assert entry.unique_id is not None
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
         self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, entry.unique_id)})
-
-    @override
-    async def async_added_to_hass(self) -> None:
-        """Follow every update of the coordinator."""
-        await super().async_added_to_hass()
-        self.async_on_remove(
-            self.coordinator.async_add_listener(None, self._handle_update)
-        )
-        self._update_from_state()
-
-    @callback
-    def _handle_update(self) -> None:
-        """Recompute the state and write it."""
-        self._update_from_state()
-        self.async_write_ha_state()
-
-    @callback
-    def _update_from_state(self) -> None:
-        """Recompute attributes from the coordinator's state."""
-        self._attr_available = self.coordinator.connected

@@ -8,10 +8,10 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
+from .coordinator import EmaProxyConfigEntry
 from .ema_commands import ACTIONS, describe, ecu_name, signal_ema_command
-from .entity import EmaProxyEntity, async_add_dynamic_entities
-from .models import EmaCommandEvent
+from .entity import EmaProxyEntity, EntitySpec, async_add_dynamic_entities
+from .models import EmaCommandEvent, ProxyState
 
 PARALLEL_UPDATES = 0
 
@@ -28,12 +28,12 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add an event entity for every ECU now and for ECUs that appear later."""
-    async_add_dynamic_entities(entry.runtime_data, async_add_entities, _entities)
+    async_add_dynamic_entities(entry.runtime_data, async_add_entities, _specs)
 
 
-def _entities(coordinator: EmaProxyCoordinator) -> Iterator[EmaProxyEntity]:
-    for ecu in coordinator.state.ecus.values():
-        yield EmaCommandEntity(coordinator, EMA_COMMAND, ecu.ecu_id)
+def _specs(state: ProxyState) -> Iterator[EntitySpec]:
+    for ecu in state.ecus.values():
+        yield EntitySpec(EmaCommandEntity, EMA_COMMAND, ecu.ecu_id)
 
 
 class EmaCommandEntity(EmaProxyEntity, EventEntity):
@@ -48,7 +48,7 @@ class EmaCommandEntity(EmaProxyEntity, EventEntity):
         self.async_on_remove(
             async_dispatcher_connect(
                 self.hass,
-                signal_ema_command(self.coordinator.entry.entry_id, self.ecu_id),
+                signal_ema_command(self.coordinator.config_entry.entry_id, self.ecu_id),
                 self._async_command,
             )
         )

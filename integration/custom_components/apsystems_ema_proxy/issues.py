@@ -71,9 +71,9 @@ def async_update_state_issues(
     hass: HomeAssistant, coordinator: "EmaProxyCoordinator"
 ) -> None:
     """Raise or clear the issues that depend on the service's state."""
-    if not coordinator.connected:
+    if not coordinator.last_update_success:
         return
-    entry_id = coordinator.entry.entry_id
+    entry_id = coordinator.config_entry.entry_id
     now = dt_util.utcnow()
     newest = coordinator.newest_data()
     if newest is None:
@@ -85,7 +85,7 @@ def async_update_state_issues(
         key = "no_ecu_data"
     if due:
         # Where the ECU's DNS must point depends on where the service runs.
-        addon = bool(coordinator.entry.data.get(CONF_ADDON_SLUG))
+        addon = bool(coordinator.config_entry.data.get(CONF_ADDON_SLUG))
         ir.async_create_issue(
             hass,
             DOMAIN,
@@ -105,7 +105,7 @@ def async_update_state_issues(
     _async_update_mqtt_duplicates(hass, coordinator)
 
     wanted: set[str] = set()
-    for ecu in coordinator.state.ecus.values():
+    for ecu in coordinator.data.ecus.values():
         for inverter in ecu.inverters.values():
             if not inverter.unknown_type:
                 continue
@@ -135,7 +135,7 @@ def _async_update_mqtt_duplicates(
     hass: HomeAssistant, coordinator: "EmaProxyCoordinator"
 ) -> None:
     """Warn while the service also announces its entities through MQTT discovery."""
-    issue_id = f"{ISSUE_MQTT_DISCOVERY_DUPLICATES}_{coordinator.entry.entry_id}"
+    issue_id = f"{ISSUE_MQTT_DISCOVERY_DUPLICATES}_{coordinator.config_entry.entry_id}"
     info = coordinator.client.server_info
     if info is None or not info.mqtt_discovery:
         ir.async_delete_issue(hass, DOMAIN, issue_id)

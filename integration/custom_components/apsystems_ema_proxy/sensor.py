@@ -36,9 +36,10 @@ from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
 from .entity import (
     EmaProxyEntity,
     EmaProxyServiceEntity,
+    EntitySpec,
     async_add_dynamic_entities,
 )
-from .models import ChannelState, EcuState, InverterState
+from .models import ChannelState, EcuState, InverterState, ProxyState
 
 # The "Last report" sensor changed with every upload and filled the logbook; the
 # time of the last report is now an attribute of the ECU's "Reporting" sensor.
@@ -248,7 +249,7 @@ class ServiceSensorEntityDescription(SensorEntityDescription):
 
 def _version(coordinator: EmaProxyCoordinator) -> str | None:
     info = coordinator.client.server_info
-    return info.version if info is not None else coordinator.state.version
+    return info.version if info is not None else coordinator.data.version
 
 
 SERVICE_SENSORS: tuple[ServiceSensorEntityDescription, ...] = (
@@ -256,7 +257,7 @@ SERVICE_SENSORS: tuple[ServiceSensorEntityDescription, ...] = (
         key="ecus_seen",
         translation_key="ecus_seen",
         state_class=SensorStateClass.MEASUREMENT,
-        value_fn=lambda coordinator: len(coordinator.state.ecus),
+        value_fn=lambda coordinator: len(coordinator.data.ecus),
     ),
     ServiceSensorEntityDescription(
         key="version",
@@ -353,7 +354,7 @@ async def async_setup_entry(
     async_add_entities(
         ServiceSensor(coordinator, description) for description in SERVICE_SENSORS
     )
-    async_add_dynamic_entities(coordinator, async_add_entities, _entities)
+    async_add_dynamic_entities(coordinator, async_add_entities, _specs)
 
 
 @callback
@@ -373,12 +374,12 @@ def _async_remove_retired_sensors(
             registry.async_remove(entity.entity_id)
 
 
-def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
+def _specs(state: ProxyState) -> Iterator[EntitySpec]:
     """Yield a sensor for every value the current state can provide."""
-    for ecu in coordinator.state.ecus.values():
+    for ecu in state.ecus.values():
         for ecu_description in ECU_SENSORS:
-            yield EcuSensor(coordinator, ecu_description, ecu.ecu_id)
-        yield EcuHourEnergySensor(coordinator, ENERGY_THIS_HOUR_SENSOR, ecu.ecu_id)
+            yield EntitySpec(EcuSensor, ecu_description, ecu.ecu_id)
+        yield EntitySpec(EcuHourEnergySensor, ENERGY_THIS_HOUR_SENSOR, ecu.ecu_id)
         for inverter in ecu.inverters.values():
             if inverter.unknown_type:
                 # Unknown layout: only the online sensor and a repair issue.
@@ -392,11 +393,11 @@ def _entities(coordinator: EmaProxyCoordinator) -> Iterator["EmaProxySensor"]:
             else:
                 descriptions.append(AC_VOLTAGE_SENSOR)
             for description in descriptions:
-                yield InverterSensor(coordinator, description, ecu.ecu_id, inverter.id)
+                yield EntitySpec(InverterSensor, description, ecu.ecu_id, inverter.id)
             for channel in inverter.channels:
                 for channel_description in CHANNEL_SENSORS:
-                    yield ChannelSensor(
-                        coordinator,
+                    yield EntitySpec(
+                        ChannelSensor,
                         channel_description,
                         ecu.ecu_id,
                         inverter.id,
@@ -413,9 +414,17 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
     def _value(self) -> SensorValue:
         """Return the value the service reports now."""
 
+    @property
+    @override
+    def available(self) -> bool:
+        """Return False also for a live value (voltage, ...) that went stale."""
+        return super().available and not (
+            self.entity_description.when_stale is WhenStale.UNAVAILABLE and self.stale
+        )
+
     @override
     async def async_added_to_hass(self) -> None:
-        """Restore energy counters before the first state is written."""
+        """Restore energy counters, then compute the first state."""
         if self.entity_description.counter and (
             last := await self.async_get_last_sensor_data()
         ):
@@ -423,20 +432,25 @@ class EmaProxySensor(EmaProxyEntity, RestoreSensor):
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self._attr_native_value = value
         await super().async_added_to_hass()
+        self._update_value()
 
     @callback
     @override
-    def _update_from_state(self) -> None:
-        """Apply the night, outage and restart rules to the reported value."""
-        super()._update_from_state()
+    def _handle_coordinator_update(self) -> None:
+        """Recompute the value and write the state."""
+        self._update_value()
+        super()._handle_coordinator_update()
+
+    @callback
+    def _update_value(self) -> None:
+        """Apply the night, outage and restart rules to the reported value.
+
+        While unavailable the value is kept for when the entity comes back.
+        """
         description = self.entity_description
-        if not self._attr_available:
+        if not self.available:
             return
-        stale = self.stale
-        if stale and description.when_stale is WhenStale.UNAVAILABLE:
-            self._attr_available = False
-            return
-        if stale and description.when_stale is WhenStale.ZERO:
+        if description.when_stale is WhenStale.ZERO and self.stale:
             self._attr_native_value = 0
             return
         value = self._value()
@@ -473,14 +487,14 @@ class EcuHourEnergySensor(EcuSensor):
 
     @callback
     def _on_the_hour(self, _now: datetime) -> None:
-        self._handle_update()
+        self._handle_coordinator_update()
 
     @callback
     @override
-    def _update_from_state(self) -> None:
+    def _update_value(self) -> None:
         """Take the service's figure while its hour lasts, else start at 0."""
-        super()._update_from_state()
-        if not self._attr_available:
+        super()._update_value()
+        if not self.available:
             return
         this_hour = dt_util.now().replace(minute=0, second=0, microsecond=0)
         ecu = self.ecu
@@ -517,14 +531,12 @@ class ChannelSensor(EmaProxySensor):
     def __init__(
         self,
         coordinator: EmaProxyCoordinator,
-        description: ChannelSensorEntityDescription,
-        ecu_id: str,
-        inverter_id: str,
-        channel: int,
+        spec: EntitySpec,
+        forget: Callable[[str], None],
     ) -> None:
         """Name the sensor after its channel number."""
-        super().__init__(coordinator, description, ecu_id, inverter_id, channel)
-        self._attr_translation_placeholders = {"channel": str(channel)}
+        super().__init__(coordinator, spec, forget)
+        self._attr_translation_placeholders = {"channel": str(spec.channel)}
 
     @override
     def _value(self) -> SensorValue:
@@ -538,9 +550,8 @@ class ServiceSensor(EmaProxyServiceEntity, SensorEntity):
 
     entity_description: ServiceSensorEntityDescription
 
-    @callback
+    @property
     @override
-    def _update_from_state(self) -> None:
+    def native_value(self) -> str | int | None:
         """Read the value from the coordinator."""
-        super()._update_from_state()
-        self._attr_native_value = self.entity_description.value_fn(self.coordinator)
+        return self.entity_description.value_fn(self.coordinator)
