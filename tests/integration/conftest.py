@@ -30,9 +30,10 @@ from .fake_service import SERVER_ID, FakeService
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
 # The oldest Home Assistant the add-on and hacs.json admit (tested by scripts/test in
-# its own environment). Its registry entries serialize with other fields than the
-# newest one's (devices: `config_entries` where the newest has `config_entry_id`;
-# entities: `aliases` as a set), so its snapshots are kept apart, in their own folder.
+# its own environment). Its snapshots of the same entities read differently (device
+# entries with `config_entries` where the newest has `config_entry_id`, entity aliases
+# as a set, state attribute keys as plain strings), so they are kept apart, in their
+# own folder (docs/development.md, "Two Home Assistant versions").
 OLDEST_HA = json.loads((ROOT / "hacs.json").read_text(encoding="utf-8"))[
     "homeassistant"
 ]
