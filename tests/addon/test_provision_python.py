@@ -98,3 +98,38 @@ def test_an_existing_copy_gets_its_headers_shipped(tmp_path: Path) -> None:
     )
     assert result.stdout.strip() == str(interpreter)
     assert (include / "python3.14" / "pyconfig.h").read_text() == real.read_text()
+
+
+def test_an_interpreter_of_the_series_is_taken_as_it_is(tmp_path: Path) -> None:
+    """ECU_PROXY_PYTHON of the asked series is printed; nothing is unpacked."""
+    series = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    result = subprocess.run(
+        ["bash", str(SCRIPT), series],
+        env={
+            "PATH": str(_tool_dir(tmp_path)),
+            "HOME": str(tmp_path),
+            "ECU_PROXY_CACHE": str(tmp_path / "cache"),
+            "ECU_PROXY_PYTHON": sys.executable,
+        },
+        check=True,
+        capture_output=True,
+        text=True,
+        executable=shutil.which("bash"),
+    )
+    assert result.stdout.strip() == sys.executable
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_unknown_series_is_refused(tmp_path: Path) -> None:
+    """Only the series the project tests on can be asked for."""
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "3.12"],
+        env={"PATH": str(_tool_dir(tmp_path)), "HOME": str(tmp_path)},
+        check=False,
+        capture_output=True,
+        text=True,
+        executable=shutil.which("bash"),
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "unsupported series 3.12" in result.stderr

@@ -27,6 +27,7 @@ from custom_components.apsystems_ema_proxy.coordinator import (
     EmaProxyCoordinator,
     backoff_delay,
 )
+from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
 
 from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, load_state, wait_for_seq
 from .fake_service import SERVER_ID, FakeService
@@ -379,11 +380,11 @@ async def test_new_inverter_and_ecu_appear_without_reload(
     await wait_for_seq(coordinator, await service.inverter_added(CAPTURE_ECU, yc1000))
     await hass.async_block_till_done()
 
-    ecu = device_registry.async_get_device_by_identifier(
-        (DOMAIN, CAPTURE_ECU), init_integration.entry_id
+    ecu = async_get_entry_device(
+        device_registry, (DOMAIN, CAPTURE_ECU), init_integration.entry_id
     )
-    inverter = device_registry.async_get_device_by_identifier(
-        (DOMAIN, "502000006223"), init_integration.entry_id
+    inverter = async_get_entry_device(
+        device_registry, (DOMAIN, "502000006223"), init_integration.entry_id
     )
     assert ecu is not None
     assert inverter is not None
@@ -394,11 +395,11 @@ async def test_new_inverter_and_ecu_appear_without_reload(
 
     await wait_for_seq(coordinator, await service.record(mixed))
     await hass.async_block_till_done()
-    hub = device_registry.async_get_device_by_identifier(
-        (DOMAIN, SERVER_ID), init_integration.entry_id
+    hub = async_get_entry_device(
+        device_registry, (DOMAIN, SERVER_ID), init_integration.entry_id
     )
-    ecu_c = device_registry.async_get_device_by_identifier(
-        (DOMAIN, "215000000001"), init_integration.entry_id
+    ecu_c = async_get_entry_device(
+        device_registry, (DOMAIN, "215000000001"), init_integration.entry_id
     )
     assert hub is not None
     assert ecu_c is not None
@@ -542,11 +543,11 @@ async def test_inverter_follows_a_replacement_ecu(
     await wait_for_seq(coordinator, await service.record(new_ecu))
     await hass.async_block_till_done()
     assert state(hass, YC600_POWER) == "321.0"
-    inverter = device_registry.async_get_device_by_identifier(
-        (DOMAIN, YC600_ID), init_integration.entry_id
+    inverter = async_get_entry_device(
+        device_registry, (DOMAIN, YC600_ID), init_integration.entry_id
     )
-    parent = device_registry.async_get_device_by_identifier(
-        (DOMAIN, "216000099999"), init_integration.entry_id
+    parent = async_get_entry_device(
+        device_registry, (DOMAIN, "216000099999"), init_integration.entry_id
     )
     assert inverter is not None
     assert parent is not None

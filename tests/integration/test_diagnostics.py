@@ -12,6 +12,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.apsystems_ema_proxy.const import DOMAIN
+from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
 
 from .conftest import CAPTURE_ECU, QS1_ID
 from .fake_service import SERVER_ID, FakeService
@@ -52,8 +53,8 @@ async def test_device_diagnostics(
     keys: set[str],
 ) -> None:
     """Device diagnostics hold that device's state and the frames naming it."""
-    device = device_registry.async_get_device_by_identifier(
-        (DOMAIN, identifier), init_integration.entry_id
+    device = async_get_entry_device(
+        device_registry, (DOMAIN, identifier), init_integration.entry_id
     )
     assert device is not None
     result = await get_diagnostics_for_device(

@@ -18,6 +18,7 @@ from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.apsystems_ema_proxy.const import DOMAIN
+from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
 from ecu_proxy.options import Mode, Options
 from ecu_proxy.service import Service
 
@@ -109,9 +110,9 @@ async def test_capture_through_the_real_service_reaches_entities(
         assert online.state == "on"
 
         devices = dr.async_get(hass)
-        ecu = devices.async_get_device_by_identifier((DOMAIN, ECU), entry.entry_id)
-        inverter = devices.async_get_device_by_identifier(
-            (DOMAIN, "806000011223"), entry.entry_id
+        ecu = async_get_entry_device(devices, (DOMAIN, ECU), entry.entry_id)
+        inverter = async_get_entry_device(
+            devices, (DOMAIN, "806000011223"), entry.entry_id
         )
         assert ecu is not None
         assert inverter is not None

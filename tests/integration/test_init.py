@@ -1,7 +1,7 @@
 """Setup, unload, setup failures, devices and device removal."""
 
 from typing import Any
-from unittest.mock import patch
+from unittest.mock import MagicMock, patch
 
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
@@ -174,10 +174,39 @@ async def test_via_device_helper_on_older_core(
         kwargs = devices.via_device_kwargs(hass, init_integration, CAPTURE_ECU)
     assert kwargs == {"via_device": (DOMAIN, CAPTURE_ECU)}
 
-    kwargs = devices.via_device_kwargs(hass, init_integration, CAPTURE_ECU)
-    ecu = _device(dr.async_get(hass), init_integration, CAPTURE_ECU)
-    assert ecu is not None
-    assert kwargs == {"via_device_id": ecu.id}
+
+async def test_via_device_helper_on_newer_core(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """With the id lookup helper the registry id of the parent is used."""
+    with patch.object(devices, "dr") as new_dr:
+        new_dr.async_get_device_id_by_identifier.return_value = "parent-id"
+        kwargs = devices.via_device_kwargs(hass, init_integration, CAPTURE_ECU)
+    assert kwargs == {"via_device_id": "parent-id"}
+    new_dr.async_get_device_id_by_identifier.assert_called_once_with(
+        hass, (DOMAIN, CAPTURE_ECU), config_entry_id=init_integration.entry_id
+    )
+
+
+def test_device_lookup_on_older_core() -> None:
+    """Without the per-entry lookup (Core 2025.12) the registry-wide one is used."""
+    registry = MagicMock(spec=["async_get_device"])
+    found = devices.async_get_entry_device(registry, (DOMAIN, CAPTURE_ECU), "entry")
+    assert found is registry.async_get_device.return_value
+    registry.async_get_device.assert_called_once_with(
+        identifiers={(DOMAIN, CAPTURE_ECU)}
+    )
+
+
+def test_device_lookup_on_newer_core() -> None:
+    """With the per-entry lookup the device of this config entry is asked for."""
+    registry = MagicMock(spec=["async_get_device", "async_get_device_by_identifier"])
+    found = devices.async_get_entry_device(registry, (DOMAIN, CAPTURE_ECU), "entry")
+    assert found is registry.async_get_device_by_identifier.return_value
+    registry.async_get_device_by_identifier.assert_called_once_with(
+        (DOMAIN, CAPTURE_ECU), "entry"
+    )
+    registry.async_get_device.assert_not_called()
 
 
 async def test_hub_links_to_addon(
@@ -337,4 +366,6 @@ def _device(
     registry: dr.DeviceRegistry, entry: MockConfigEntry, identifier: str
 ) -> dr.DeviceEntry | None:
     """Return the entry's device with one of our identifiers."""
-    return registry.async_get_device_by_identifier((DOMAIN, identifier), entry.entry_id)
+    return devices.async_get_entry_device(
+        registry, (DOMAIN, identifier), entry.entry_id
+    )

@@ -17,6 +17,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.apsystems_ema_proxy.const import CONF_ADDON_SLUG, DOMAIN
+from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
 from custom_components.apsystems_ema_proxy.issues import no_data_ever_due
 
 from .conftest import CAPTURE_ECU, YC600_ID, load_state, wait_for_seq
@@ -101,8 +102,8 @@ async def test_no_ecu_data_ever(
     await wait_for_seq(coordinator, await service.record(fresh_capture_ecu()))
     await hass.async_block_till_done()
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
-    assert device_registry.async_get_device_by_identifier(
-        (DOMAIN, CAPTURE_ECU), entry.entry_id
+    assert async_get_entry_device(
+        device_registry, (DOMAIN, CAPTURE_ECU), entry.entry_id
     )
     state = hass.states.get("sensor.ecu_r_216000064136_power")
     assert state is not None
@@ -174,8 +175,8 @@ async def test_unknown_inverter_type(
         "ecu_id": CAPTURE_ECU,
         "raw": raw_block,
     }
-    device = device_registry.async_get_device_by_identifier(
-        (DOMAIN, YC600_ID), mock_config_entry.entry_id
+    device = async_get_entry_device(
+        device_registry, (DOMAIN, YC600_ID), mock_config_entry.entry_id
     )
     assert device is not None
     assert device.model == "Inverter"
@@ -213,8 +214,8 @@ async def test_unreadable_block_of_a_known_type_raises_no_issue(
 
     issue_id = f"unknown_inverter_{mock_config_entry.entry_id}_{YC600_ID}"
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
-    device = device_registry.async_get_device_by_identifier(
-        (DOMAIN, YC600_ID), mock_config_entry.entry_id
+    device = async_get_entry_device(
+        device_registry, (DOMAIN, YC600_ID), mock_config_entry.entry_id
     )
     assert device is not None
     assert device.model == "YC600"

@@ -32,6 +32,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from records import ECU_ID, inverter, raw_inverter
 
 from custom_components.apsystems_ema_proxy.const import DOMAIN
+from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
 from ecu_proxy.hub import Hub
 from ecu_proxy.models import FrameEvent, UpstreamReport, UpstreamResult
 from ecu_proxy.mqtt import MqttPublisher
@@ -237,19 +238,19 @@ async def test_discovery_creates_the_entities_with_values(
     # The unknown inverter gets its online sensor only, as in the integration.
     assert entity_id("sensor", f"mqtt_{UNKNOWN}_power") is None
     devices = dr.async_get(hass)
-    ecu_device = devices.async_get_device_by_identifier(
-        ("mqtt", f"apsystems_ecu_proxy_{ECU_ID}"), mqtt_entry.entry_id
+    ecu_device = async_get_entry_device(
+        devices, ("mqtt", f"apsystems_ecu_proxy_{ECU_ID}"), mqtt_entry.entry_id
     )
-    yc600_device = devices.async_get_device_by_identifier(
-        ("mqtt", f"apsystems_ecu_proxy_{YC600}"), mqtt_entry.entry_id
+    yc600_device = async_get_entry_device(
+        devices, ("mqtt", f"apsystems_ecu_proxy_{YC600}"), mqtt_entry.entry_id
     )
     assert ecu_device is not None
     assert yc600_device is not None
     assert ecu_device.name == f"ECU-R {ECU_ID}"
     assert yc600_device.name == f"YC600 {YC600}"
     assert yc600_device.via_device_id == ecu_device.id
-    service_device = devices.async_get_device_by_identifier(
-        ("mqtt", f"apsystems_ecu_proxy_{SERVER_ID}"), mqtt_entry.entry_id
+    service_device = async_get_entry_device(
+        devices, ("mqtt", f"apsystems_ecu_proxy_{SERVER_ID}"), mqtt_entry.entry_id
     )
     assert service_device is not None
     assert service_device.name == "APsystems ECU Proxy"

@@ -24,7 +24,12 @@ from .const import (
     RECONNECT_MAX_DELAY,
     RECONNECT_MIN_DELAY,
 )
-from .devices import async_register_ecu, async_register_hub, async_register_inverter
+from .devices import (
+    async_get_entry_device,
+    async_register_ecu,
+    async_register_hub,
+    async_register_inverter,
+)
 from .exceptions import CannotConnect, IncompatibleSchema, InvalidAuth, ProxyClientError
 from .models import (
     EcuState,
@@ -174,8 +179,8 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         self.hass.config_entries.async_update_entry(entry, unique_id=server_id)
         registry = dr.async_get(self.hass)
         if old_id is not None and (
-            old_hub := registry.async_get_device_by_identifier(
-                (DOMAIN, old_id), entry.entry_id
+            old_hub := async_get_entry_device(
+                registry, (DOMAIN, old_id), entry.entry_id
             )
         ):
             # The device of the old service belongs to this entry only.

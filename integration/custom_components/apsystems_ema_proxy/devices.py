@@ -37,6 +37,21 @@ def via_device_kwargs(
 
 
 @callback
+def async_get_entry_device(
+    registry: dr.DeviceRegistry, identifier: tuple[str, str], config_entry_id: str
+) -> dr.DeviceEntry | None:
+    """Return the config entry's device with the identifier, for this Core version.
+
+    Newer Cores look a device up per config entry (``async_get_device_by_identifier``)
+    and deprecate ``async_get_device``, the only lookup the oldest Core we admit
+    (2025.12) has; this is the only place that knows which one to call.
+    """
+    if hasattr(registry, "async_get_device_by_identifier"):
+        return registry.async_get_device_by_identifier(identifier, config_entry_id)
+    return registry.async_get_device(identifiers={identifier})
+
+
+@callback
 def async_register_hub(
     hass: HomeAssistant, entry: ConfigEntry, info: ServerInfo
 ) -> dr.DeviceEntry:
