@@ -161,3 +161,29 @@ def test_classes_with_their_own_json_form_take_part() -> None:
     assert decode(Holder, data).window.stamps == ["20240206112214"]
     with pytest.raises(ContractError, match=r"^\$\.window: expected a window"):
         decode(Holder, {"window": 3})
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A message whose last key only some senders carry."""
+
+    name: str
+    note: str | None = None
+    flag: bool | None = field(default=None, metadata=meta(omit_none=True))
+
+
+def test_omit_none_leaves_the_key_out_only_while_none() -> None:
+    assert encode(Greeting("a")) == {"name": "a", "note": None}
+    assert encode(Greeting("a", flag=False)) == {
+        "name": "a",
+        "note": None,
+        "flag": False,
+    }
+    assert decode(Greeting, {"name": "a"}) == Greeting("a")
+    assert decode(Greeting, {"name": "a", "flag": True}).flag is True
+    schema = json_schema(Greeting)
+    assert schema["properties"]["flag"] == {"type": "boolean"}
+    assert schema["required"] == ["name"]
+    jsonschema.validate(encode(Greeting("a")), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "a", "flag": None}, schema)

@@ -18,6 +18,9 @@ path)`` that raises :class:`ContractError` (it then has no schema).
 Field metadata (``dataclasses.field(metadata=meta(...))``) can add a description or
 a minimum to the schema, or keep a field out of the JSON form (``skip=True``: the
 field must have a default; it is not written and is left at its default when read).
+``omit_none=True`` leaves the key out while the value is None (for a key that some
+messages carry and others do not; the field must default to None, and its schema
+does not admit null).
 
 This module imports nothing outside the standard library: it is the base of the
 contract package, which must stay free of Home Assistant and of the service.
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -48,13 +53,18 @@ class FieldMeta:
     description: str | None = None
     minimum: float | None = None
     skip: bool = False
+    omit_none: bool = False
 
 
 def meta(
-    *, description: str | None = None, minimum: float | None = None, skip: bool = False
+    *,
+    description: str | None = None,
+    minimum: float | None = None,
+    skip: bool = False,
+    omit_none: bool = False,
 ) -> dict[str, FieldMeta]:
     """Return the metadata mapping for ``dataclasses.field(metadata=...)``."""
-    return {_META_KEY: FieldMeta(description, minimum, skip)}
+    return {_META_KEY: FieldMeta(description, minimum, skip, omit_none)}
 
 
 def _field_meta(item: dataclasses.Field[Any]) -> FieldMeta:
@@ -194,11 +204,25 @@ def _dataclass_encoder(kind: Any) -> Encoder:
         for item, hint in _fields(kind)
         if not _field_meta(item).skip
     ]
+    optional = frozenset(
+        item.name for item, _hint in _fields(kind) if _field_meta(item).omit_none
+    )
 
     def encode_instance(value: Any) -> dict[str, Any]:
         return {name: part(getattr(value, name)) for name, part in parts}
 
-    return encode_instance
+    if not optional:
+        return encode_instance
+
+    def encode_omitting(value: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, part in parts:
+            item = getattr(value, name)
+            if item is not None or name not in optional:
+                out[name] = part(item)
+        return out
+
+    return encode_omitting
 
 
 @_memoized
@@ -450,6 +474,11 @@ def _union_schema(options: tuple[Any, ...], defs: dict[str, Any]) -> dict[str, A
     return {"anyOf": parts}
 
 
+def _without_none(hint: Any) -> Any:
+    options = [option for option in get_args(hint) if option is not type(None)]
+    return functools.reduce(operator.or_, options) if options else hint
+
+
 def _object_schema(kind: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -457,7 +486,7 @@ def _object_schema(kind: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
         extra = _field_meta(item)
         if extra.skip:
             continue
-        prop = _schema(hint, defs)
+        prop = _schema(_without_none(hint) if extra.omit_none else hint, defs)
         if extra.minimum is not None:
             prop["minimum"] = extra.minimum
         if extra.description:
