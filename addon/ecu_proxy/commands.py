@@ -21,13 +21,17 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .atomic import write_atomic
+from .contract.codec import encode
+from .contract.constants import CommandOutcome, GuardMode
 from .control import Action
+from .document import ema_command
 from .models import Direction, FrameKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from .contract.state import EmaCommand
     from .models import FrameEvent
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,13 +49,6 @@ _SESSION_ACTIONS = frozenset(
 )
 
 
-class Outcome:
-    """What the proxy did with a command."""
-
-    FORWARDED = "forwarded"
-    BLOCKED = "blocked"
-
-
 @dataclass(frozen=True, slots=True)
 class CommandAnswer:
     """The ECU's first frame after a command on the same connection."""
@@ -60,15 +57,6 @@ class CommandAnswer:
     action: str
     result: str | None  # acknowledgement result ("done", "unknown_command", ...)
     parameters: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {
-            "command": self.command,
-            "action": self.action,
-            "result": self.result,
-            "parameters": dict(self.parameters),
-        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CommandAnswer:
@@ -93,27 +81,10 @@ class CommandEntry:
     changes_plant: bool
     parameters: dict[str, Any]
     raw_text: str | None
-    outcome: str
-    guard: str  # the guard's mode when it arrived
+    outcome: CommandOutcome
+    guard: GuardMode  # the guard's mode when it arrived
     answer: CommandAnswer | None = None
     connection_id: int = field(default=0, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form of docs/api.md."""
-        return {
-            "at": self.at.isoformat(),
-            "ecu_id": self.ecu_id,
-            "command": self.command,
-            "inner_command": self.inner_command,
-            "action": self.action,
-            "changes_plant": self.changes_plant,
-            "parameters": dict(self.parameters),
-            "raw_text": self.raw_text,
-            "outcome": self.outcome,
-            "blocked": self.outcome == Outcome.BLOCKED,
-            "guard": self.guard,
-            "answer": self.answer.as_dict() if self.answer else None,
-        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CommandEntry:
@@ -131,8 +102,8 @@ class CommandEntry:
             changes_plant=bool(raw["changes_plant"]),
             parameters=dict(raw.get("parameters") or {}),
             raw_text=raw.get("raw_text"),
-            outcome=str(raw["outcome"]),
-            guard=str(raw.get("guard", "off")),
+            outcome=CommandOutcome(raw["outcome"]),
+            guard=GuardMode(raw.get("guard", "off")),
             answer=CommandAnswer.from_dict(answer) if answer else None,
         )
 
@@ -160,7 +131,7 @@ class CommandLog:
     # --- pairing -----------------------------------------------------------------
 
     def observe(
-        self, event: FrameEvent, *, blocked: bool, guard: str
+        self, event: FrameEvent, *, blocked: bool, guard: GuardMode
     ) -> list[CommandEntry]:
         """Take one published frame; return the entries it completes."""
         frame = event.frame
@@ -201,7 +172,7 @@ class CommandLog:
                 changes_plant=control.changes_plant,
                 parameters=control.parameters,
                 raw_text=control.raw_text,
-                outcome=Outcome.BLOCKED if blocked else Outcome.FORWARDED,
+                outcome=CommandOutcome.BLOCKED if blocked else CommandOutcome.FORWARDED,
                 guard=guard,
                 connection_id=conn,
             )
@@ -244,10 +215,10 @@ class CommandLog:
 
     # --- reading -----------------------------------------------------------------
 
-    def recent(self, ecu_id: str, limit: int = RECENT_IN_STATE) -> list[dict[str, Any]]:
+    def recent(self, ecu_id: str, limit: int = RECENT_IN_STATE) -> list[EmaCommand]:
         """Return the newest ``limit`` entries of an ECU, oldest first."""
         entries = list(self._entries.get(ecu_id, ()))
-        return [e.as_dict() for e in entries[-limit:]] if limit > 0 else []
+        return [ema_command(e) for e in entries[-limit:]] if limit > 0 else []
 
     def entries(self, ecu_id: str) -> list[CommandEntry]:
         """Return all kept entries of an ECU, oldest first."""
@@ -286,7 +257,7 @@ class CommandLog:
             {
                 "format": FORMAT,
                 "ecus": {
-                    ecu_id: [e.as_dict() for e in self._entries[ecu_id]]
+                    ecu_id: [encode(ema_command(e)) for e in self._entries[ecu_id]]
                     for ecu_id in sorted(self._entries)
                 },
             },

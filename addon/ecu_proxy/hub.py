@@ -24,22 +24,35 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from . import document
 from .commands import CommandLog
+from .contract.codec import encode
+from .contract.messages import (
+    EcuStatusData,
+    EcuStatusEvent,
+    EmaCommandEvent,
+    InverterAddedData,
+    InverterAddedEvent,
+    RecordData,
+    RecordEvent,
+)
+from .contract.messages import Event as EventMessage
+from .frame_json import captured
 from .guard import Guard
 from .lograte import RateLimitedLog
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
+from .peaks import Peak
 from .state import LiveState, RecordStatus, StateFormatError
 from .storage import Loaded, StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .contract.state import Document
     from .options import Options
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-MIN_SCHEMA_VERSION = 1
 HISTORY_SIZE = 1000
 HISTORY_BYTES = 8 * 1024 * 1024
 FRAME_BUFFER = 200
@@ -60,25 +73,29 @@ def _utcnow() -> datetime:
 class Event:
     """One change pushed to listeners; its JSON text is built once and shared."""
 
-    __slots__ = ("_json", "data", "name", "seq")
+    __slots__ = ("json", "message", "wire")
 
-    def __init__(self, seq: int, name: str, data: dict[str, Any]) -> None:
-        """Create event number ``seq`` called ``name``."""
-        self.seq = seq
-        self.name = name
-        self.data = data
-        self._json: str | None = None
-
-    def as_message(self) -> dict[str, Any]:
-        """Return the WebSocket message form."""
-        return {"type": "event", "seq": self.seq, "event": self.name, "data": self.data}
+    def __init__(self, message: EventMessage) -> None:
+        """Wrap an event message; ``wire`` is its JSON form."""
+        self.message = message
+        self.wire: dict[str, Any] = encode(message)
+        self.json = json.dumps(self.wire, separators=(",", ":"))
 
     @property
-    def json(self) -> str:
-        """Return the message as JSON text."""
-        if self._json is None:
-            self._json = json.dumps(self.as_message(), separators=(",", ":"))
-        return self._json
+    def seq(self) -> int:
+        """Return the event's number."""
+        return self.message.seq
+
+    @property
+    def name(self) -> str:
+        """Return the event's name (``record``, ``ecu_status``, ...)."""
+        return self.message.event
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Return the event's ``data`` in its JSON form (shared: do not mutate)."""
+        data: dict[str, Any] = self.wire["data"]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +113,6 @@ class CapturedFrame:
         if size > CAPTURE_RAW_LIMIT:
             event = dataclasses.replace(event, raw=event.raw[:CAPTURE_RAW_LIMIT])
         return cls(seq, event, size)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form of docs/api.md."""
-        ev = self.event
-        return {
-            "seq": self.seq,
-            "received_at": ev.received_at.isoformat(),
-            "port": ev.port,
-            "direction": ev.direction.value,
-            "peer": ev.peer,
-            "size": self.size,
-            "truncated": self.size > len(ev.raw),
-            "raw": ev.raw.decode("ascii", errors="backslashreplace"),
-            "decoded": ev.frame.as_dict(),
-        }
 
 
 def _text_size(item: Event | str) -> int:
@@ -414,8 +416,10 @@ class Hub:
             ecu_id = self.state.apply_upstream(report)
             if ecu_id is None:
                 return
-            upstream = self.state.ecus[ecu_id].upstream.as_dict()
-            self._publish("ecu_status", {"ecu_id": ecu_id, "upstream": upstream})
+            upstream = document.upstream(self.state.ecus[ecu_id].upstream)
+            self._publish(
+                EcuStatusEvent(seq=self._seq + 1, data=EcuStatusData(ecu_id, upstream))
+            )
             self._mark_dirty()
         except Exception:
             _LOGGER.exception("Could not record an upload result")
@@ -451,12 +455,14 @@ class Hub:
                 inverter.type_code,
                 inverter.family,
             )
+            added = document.inverter(inverter, Peak())
             self._publish(
-                "inverter_added", {"ecu_id": ecu.ecu_id, "inverter": inverter.as_dict()}
+                InverterAddedEvent(
+                    seq=self._seq + 1, data=InverterAddedData(ecu.ecu_id, added)
+                )
             )
-        self._publish(
-            "record", {"ecu_id": ecu.ecu_id, "ecu": ecu.as_dict(), "late": outcome.late}
-        )
+        record = RecordData(ecu.ecu_id, document.ecu(ecu), outcome.late)
+        self._publish(RecordEvent(seq=self._seq + 1, data=record))
         self._mark_dirty()
 
     def _command_frame(self, event: FrameEvent) -> None:
@@ -464,11 +470,11 @@ class Hub:
         blocked = event.direction is Direction.EMA_TO_ECU and self.guard.take_verdict(
             event.connection_id, event.raw
         )
-        mode = self.guard.settings.mode.value
+        mode = self.guard.settings.mode
         for entry in self.commands.observe(event, blocked=blocked, guard=mode):
-            data = entry.as_dict()
-            data["blocked_count"] = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
-            self._publish("ema_command", data)
+            count = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
+            data = document.ema_command_data(entry, count)
+            self._publish(EmaCommandEvent(seq=self._seq + 1, data=data))
         self.commands.schedule_save()
 
     # --- RecordIndex -------------------------------------------------------------
@@ -483,21 +489,20 @@ class Hub:
 
     # --- reading -----------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def document(self) -> Document:
         """Return the state document of docs/api.md."""
-        return {
-            "server_id": self.server_id,
-            "version": self.version,
-            "schema_version": SCHEMA_VERSION,
-            "ecus": self._ecus_with_commands(),
-            "guard": self.guard.as_dict(),
-        }
+        return document.document(
+            self.server_id,
+            self.version,
+            self.state.ecus,
+            {ecu_id: self.commands.recent(ecu_id) for ecu_id in self.state.ecus},
+            self.guard,
+        )
 
-    def _ecus_with_commands(self) -> dict[str, Any]:
-        ecus = self.state.as_dict()
-        for ecu_id, ecu in ecus.items():
-            ecu["commands"] = self.commands.recent(ecu_id)
-        return ecus
+    def snapshot(self) -> dict[str, Any]:
+        """Return the state document in its JSON form."""
+        snapshot: dict[str, Any] = encode(self.document())
+        return snapshot
 
     @property
     def last_seq(self) -> int:
@@ -516,7 +521,7 @@ class Hub:
         if limit <= 0:
             return []
         kept = list(self._frames)[-limit:]
-        return [f.as_dict() for f in kept]
+        return [encode(captured(f)) for f in kept]
 
     def captured(self) -> list[CapturedFrame]:
         """Return the captured frames, oldest first."""
@@ -543,9 +548,10 @@ class Hub:
         """Return how many subscriptions are open."""
         return len(self._subscriptions)
 
-    def _publish(self, name: str, data: dict[str, Any]) -> None:
-        self._seq += 1
-        event = Event(self._seq, name, data)
+    def _publish(self, message: EventMessage) -> None:
+        """Keep and fan out the next event (``message.seq`` numbers it)."""
+        self._seq = message.seq
+        event = Event(message)
         if len(self._history) == self._history.maxlen:
             self._history_bytes -= len(self._history[0].json)
         self._history.append(event)

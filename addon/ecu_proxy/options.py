@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract.constants import GuardMode
 from .decoder import is_ecu_id
-from .guard import BLOCKABLE_ACTIONS, GuardMode, GuardSettings
+from .guard import BLOCKABLE_ACTIONS, GuardSettings
 
 DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
 DEFAULT_PORTS = (8995, 8996, 8997)

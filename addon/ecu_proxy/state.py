@@ -123,17 +123,6 @@ class ChannelState:
     today_mwh: int = 0
     total_mwh: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
-        return {
-            "channel": self.channel,
-            "dc_voltage_v": self.dc_voltage_v,
-            "dc_current_a": self.dc_current_a,
-            "power_w": self.power_w,
-            "energy_today_kwh": kwh(self.today_mwh),
-            "energy_total_kwh": kwh(self.total_mwh),
-        }
-
     def to_persisted(self) -> dict[str, Any]:
         """Return the persisted form."""
         return {
@@ -215,8 +204,8 @@ class InverterState:
         for ch in self.channels.values():
             ch.today_mwh = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
+    def _as_dict(self) -> dict[str, Any]:
+        """Return the base of the persisted form (the API uses document.py)."""
         return {
             "id": self.id,
             "type_code": self.type_code,
@@ -234,12 +223,12 @@ class InverterState:
             "energy_today_kwh": kwh(self.today_mwh),
             "energy_total_kwh": kwh(self.total_mwh),
             "raw": self.raw,
-            "channels": [self.channels[n].as_dict() for n in sorted(self.channels)],
+            "channels": [],  # filled in by to_persisted
         }
 
     def to_persisted(self) -> dict[str, Any]:
         """Return the persisted form."""
-        out = self.as_dict()
+        out = self._as_dict()
         del out["energy_today_kwh"], out["energy_total_kwh"]
         out["today_mwh"] = self.today_mwh
         out["total_mwh"] = self.total_mwh
@@ -292,8 +281,8 @@ class UpstreamState:
     rtt_ms: float | None = None
     detail: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form (also the persisted form)."""
+    def to_persisted(self) -> dict[str, Any]:
+        """Return the persisted form."""
         return {
             "result": self.result.value if self.result else None,
             "at": _iso(self.at),
@@ -353,30 +342,6 @@ class EcuState:
         """Return how many inverters were in the newest record."""
         return sum(1 for inv in self.inverters.values() if inv.online)
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
-        return self.peaks.add_to(self._as_dict())
-
-    def _as_dict(self) -> dict[str, Any]:
-        return {
-            "ecu_id": self.ecu_id,
-            "model": self.model,
-            "last_seen": _iso(self.last_seen),
-            "last_record_at": _iso(self.last_record_at),
-            "power_w": self.power_w,
-            "lifetime_energy_kwh": self.lifetime_energy_kwh,
-            "energy_today_kwh": kwh(self.today_mwh),
-            "today": self.today.isoformat() if self.today else None,
-            "inverter_count": self.inverter_count,
-            "inverters_online": self.inverters_online,
-            "warnings": list(self.warnings),
-            "upstream": self.upstream.as_dict(),
-            "inverters": {
-                inv_id: self.inverters[inv_id].as_dict()
-                for inv_id in sorted(self.inverters)
-            },
-        }
-
     def to_persisted(self) -> dict[str, Any]:
         """Return the persisted form."""
         stamps, marks = self.seen.to_persisted()
@@ -391,7 +356,7 @@ class EcuState:
             "warnings": list(self.warnings),
             "today": self.today.isoformat() if self.today else None,
             "today_mwh": self.today_mwh,
-            "upstream": self.upstream.as_dict(),
+            "upstream": self.upstream.to_persisted(),
             "inverters": [
                 self.inverters[i].to_persisted() for i in sorted(self.inverters)
             ],
@@ -641,10 +606,6 @@ class LiveState:
         if ecu is None or limit <= 0:
             return []
         return ecu.seen.newest_first(limit)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the ``ecus`` part of the state document."""
-        return {ecu_id: self.ecus[ecu_id].as_dict() for ecu_id in sorted(self.ecus)}
 
     def to_persisted(self) -> dict[str, Any]:
         """Return the ``ecus`` part of the persisted document."""
