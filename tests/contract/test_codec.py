@@ -187,3 +187,28 @@ def test_omit_none_leaves_the_key_out_only_while_none() -> None:
     jsonschema.validate(encode(Greeting("a")), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "a", "flag": None}, schema)
+
+
+class ShiftedTime(datetime):
+    """A subclass of datetime, as a test clock (freezegun) puts in its place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A message whose time hint is such a subclass."""
+
+    at: ShiftedTime
+
+
+def test_subclasses_of_the_time_classes_are_times() -> None:
+    data = {"at": "2024-02-06T10:22:20+00:00"}
+    value = decode(Stamped, data)
+    assert value.at == datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC)
+    assert encode(value) == data
+    assert encode(Stamped(ShiftedTime(2024, 2, 6, tzinfo=UTC))) == {
+        "at": "2024-02-06T00:00:00+00:00"
+    }
+    assert json_schema(Stamped)["properties"]["at"] == {
+        "type": "string",
+        "format": "date-time",
+    }

@@ -40,6 +40,9 @@ from datetime import date, datetime
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 _META_KEY = "contract"
+# The time classes, kept in a tuple: a test clock (freezegun) swaps the module
+# names ``datetime``/``date`` for subclasses, and the codec must still know them.
+_TIME_KINDS = (datetime, date)
 
 
 class ContractError(ValueError):
@@ -142,7 +145,7 @@ def _encoder_for_value(kind: Any) -> Encoder:
         return _dataclass_encoder(kind)
     if issubclass(kind, enum.Enum):
         return _enum_value
-    if issubclass(kind, datetime | date):
+    if issubclass(kind, _TIME_KINDS):
         return _isoformat
     if issubclass(kind, list | tuple):
         return _encode_sequence_any
@@ -307,7 +310,7 @@ _SCALAR_DECODERS: dict[Any, Decoder] = {
 @_memoized
 def _decoder(hint: Any) -> Decoder:
     """Return the decoder for a type hint (compiled once per hint)."""
-    scalar = _SCALAR_DECODERS.get(hint)
+    scalar = _SCALAR_DECODERS.get(_time_kind(hint))
     if scalar is not None:
         return scalar
     origin = get_origin(hint)
@@ -415,6 +418,15 @@ def _dataclass_decoder(kind: Any) -> Decoder:
     return decode_instance
 
 
+def _time_kind(hint: Any) -> Any:
+    """Return ``datetime`` or ``date`` for a subclass of either, else the hint."""
+    if isinstance(hint, type):
+        for kind in _TIME_KINDS:
+            if issubclass(hint, kind):
+                return kind
+    return hint
+
+
 def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
@@ -436,7 +448,7 @@ _SCALAR_SCHEMAS: dict[Any, dict[str, Any]] = {
 
 
 def _schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
-    scalar = _SCALAR_SCHEMAS.get(hint)
+    scalar = _SCALAR_SCHEMAS.get(_time_kind(hint))
     if scalar is not None:
         return dict(scalar)
     origin = get_origin(hint)
