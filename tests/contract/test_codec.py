@@ -212,3 +212,9 @@ def test_subclasses_of_the_time_classes_are_times() -> None:
         "type": "string",
         "format": "date-time",
     }
+
+
+def test_a_float_field_holds_a_float_even_when_written_as_an_integer() -> None:
+    part = decode(Part, {"name": "a", "watts": 190})
+    assert part.watts == 190
+    assert isinstance(part.watts, float)

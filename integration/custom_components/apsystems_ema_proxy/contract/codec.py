@@ -257,8 +257,9 @@ def _decode_int(data: Any, path: str) -> int:
 
 
 def _decode_float(data: Any, path: str) -> float:
+    # JSON does not tell 190 from 190.0: a float field holds a float either way.
     if isinstance(data, int | float) and not isinstance(data, bool):
-        return data
+        return float(data)
     raise _fail(path, "a number", data)
 
 
