@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..contract.constants import EMA_URL
 from .availability import STALE_AFTER
 from .topics import OFFLINE, ONLINE
 
@@ -27,7 +28,6 @@ ORIGIN_NAME = "APsystems ECU Proxy"
 SERVICE_MANUFACTURER = "APsystems ECU Proxy project"
 SERVICE_MODEL = "ECU Proxy"
 PROJECT_URL = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
-EMA_URL = "https://www.apsystemsema.com"
 
 
 class WhenStale(enum.Enum):

@@ -28,20 +28,15 @@ from .const import (
     RECONNECT_MAX_DELAY,
     RECONNECT_MIN_DELAY,
 )
+from .contract.messages import EmaCommandEvent, Event, ListenResult
+from .contract.state import Ecu, Inverter
 from .devices import async_register_ecu, async_register_hub, async_register_inverter
 from .exceptions import (
     IncompatibleSchema,
     InvalidAuth,
     ProxyClientError,
 )
-from .models import (
-    EcuState,
-    EmaCommandEvent,
-    Event,
-    InverterState,
-    ListenResult,
-    ProxyState,
-)
+from .models import ProxyState
 
 type EmaProxyConfigEntry = ConfigEntry[EmaProxyCoordinator]
 
@@ -270,7 +265,7 @@ class EmaProxyCoordinator:
     def _on_start(self, result: ListenResult) -> None:
         """Take a full state, or replay the events missed while disconnected."""
         if result.state is not None:
-            self.state = result.state
+            self.state = ProxyState.from_document(result.state)
         else:
             for event in result.events:
                 self.state = self.state.apply(event)
@@ -293,7 +288,7 @@ class EmaProxyCoordinator:
         if isinstance(event, EmaCommandEvent):
             ema_commands.async_handle_ema_command(self.hass, self, event)
         self.state = self.state.apply(event)
-        self._async_state_changed(event.ecu_id)
+        self._async_state_changed(event.data.ecu_id)
 
     @callback
     def _async_state_changed(self, ecu_id: str | None) -> None:
@@ -332,17 +327,17 @@ class EmaProxyCoordinator:
 
     # ------------------------------------------------------------------ staleness
 
-    def ecu(self, ecu_id: str) -> EcuState | None:
+    def ecu(self, ecu_id: str) -> Ecu | None:
         """Return the state of one ECU."""
         return self.state.ecus.get(ecu_id)
 
-    def inverter(self, ecu_id: str, inverter_id: str) -> InverterState | None:
+    def inverter(self, ecu_id: str, inverter_id: str) -> Inverter | None:
         """Return the state of one inverter, from the ECU that reported it last.
 
         After an ECU is replaced the service lists the inverter under both ECUs;
         the newer report wins, so the inverter's sensors follow the new ECU.
         """
-        newest: InverterState | None = None
+        newest: Inverter | None = None
         newest_key = (datetime.min.replace(tzinfo=UTC), False)
         for ecu in self.state.ecus.values():
             found = ecu.inverters.get(inverter_id)
@@ -458,6 +453,6 @@ class EmaProxyCoordinator:
         }
 
 
-def _seen(inverter: InverterState) -> datetime:
+def _seen(inverter: Inverter) -> datetime:
     """Return when the inverter was last reported (the epoch if never)."""
     return inverter.last_seen or datetime.min.replace(tzinfo=UTC)

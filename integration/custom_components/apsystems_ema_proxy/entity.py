@@ -8,8 +8,8 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
+from .contract.state import Channel, Ecu, Inverter
 from .coordinator import EmaProxyCoordinator
-from .models import ChannelState, EcuState, InverterState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -66,19 +66,19 @@ class EmaProxyEntity(Entity):
         self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, device_id)})
 
     @property
-    def ecu(self) -> EcuState | None:
+    def ecu(self) -> Ecu | None:
         """Return the state of the entity's ECU."""
         return self.coordinator.ecu(self.ecu_id)
 
     @property
-    def inverter_state(self) -> InverterState | None:
+    def inverter_state(self) -> Inverter | None:
         """Return the state of the entity's inverter."""
         if self.inverter_id is None:
             return None
         return self.coordinator.inverter(self.ecu_id, self.inverter_id)
 
     @property
-    def channel_state(self) -> ChannelState | None:
+    def channel_state(self) -> Channel | None:
         """Return the state of the entity's DC channel."""
         if (inverter := self.inverter_state) is None:
             return None

@@ -13,6 +13,8 @@ MIN_SCHEMA_VERSION: Final = 1
 DOMAIN: Final = "apsystems_ema_proxy"
 # The name ECUs upload to; the user points it at the proxy in the LAN's DNS.
 EMA_HOST: Final = "ecu.apsystemsema.com"
+# EMA's web site, for links.
+EMA_URL: Final = "https://www.apsystemsema.com"
 # The service's API port unless configured otherwise.
 DEFAULT_API_PORT: Final = 8990
 

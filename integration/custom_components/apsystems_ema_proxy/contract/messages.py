@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .codec import meta
+from .codec import ContractError, decode, encode, meta
 from .frames import Frame
 from .state import Document, Ecu, EmaCommand, NewInverter, Upstream
 
@@ -151,17 +151,53 @@ EVENTS: dict[str, type[Event]] = {
 # --- command results -----------------------------------------------------------
 
 
+def decode_event(data: Any, path: str = "$") -> Event | None:
+    """Return an event message, or None for an event name this contract lacks."""
+    name = data.get("event") if isinstance(data, dict) else None
+    kind = EVENTS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        if not isinstance(data, dict):
+            raise ContractError(f"{path}: expected an event object, got {data!r:.60}")
+        return None
+    return decode(kind, data, path)
+
+
 @dataclass(frozen=True, slots=True)
 class ListenResult:
-    """The result of ``start_listening``: the full state, or the missed events."""
+    """The result of ``start_listening``: the full state, or the missed events.
+
+    Reading it skips events of names this contract does not know (a newer service
+    may send more), so it defines its own JSON form.
+    """
 
     last_seq: int
     state: Document | None
-    events: list[Any] = field(
-        metadata=meta(
-            description="Event messages; names a client does not know are to be skipped"
+    events: list[Event]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {
+            "last_seq": self.last_seq,
+            "state": encode(self.state),
+            "events": [encode(event) for event in self.events],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: str = "$") -> ListenResult:
+        """Read the JSON form; raise ContractError naming the path."""
+        head = decode(_ListenHead, data, path)
+        events = (
+            decode_event(item, f"{path}.events[{index}]")
+            for index, item in enumerate(head.events)
         )
-    )
+        return cls(head.last_seq, head.state, [e for e in events if e is not None])
+
+
+@dataclass(frozen=True, slots=True)
+class _ListenHead:
+    last_seq: int
+    state: Document | None
+    events: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
