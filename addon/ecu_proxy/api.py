@@ -1,4 +1,10 @@
-"""The service's HTTP and WebSocket API (docs/api.md) on one aiohttp server."""
+"""The service's HTTP and WebSocket API (docs/api.md) on one aiohttp server.
+
+The messages are the contract's (``contract/messages.py``), built by the hub and
+document.py. It is longer than our usual 400 lines because the HTTP routes, the
+WebSocket protocol and the byte budgets share one client bookkeeping: splitting
+them would pass that state between modules.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +37,9 @@ from .contract.messages import (
     StateResult,
 )
 from .frame_pages import FramePage, FramePager
-from .hub import FRAME_BUFFER, Event, Subscription
+from .hub import FRAME_BUFFER
 from .lograte import RateLimitedLog
+from .outbox import Event, Subscription
 from .selfcheck import SelfCheck
 from .web.routes import add_web_routes
 

@@ -9,6 +9,10 @@ Every change gets a mark (``record_mark``); a save makes every mark up to the on
 serialised durable. ``wait_durable`` skips the debounce, so one write (one fsync)
 covers every record waiting for it. When the disk refuses writes the hub keeps
 working in memory, says so once in the log and in ``disk_problem``, and retries.
+
+What it sends is built by document.py from the contract; the listeners' outboxes are
+in outbox.py. It is longer than our usual 400 lines because the saving (debounce,
+durability marks, disk trouble) still lives here, next to the state it writes.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from .contract.messages import (
     RecordData,
     RecordEvent,
 )
-from .contract.messages import Event as EventMessage
 from .frame_json import captured
 from .guard import Guard
 from .lograte import RateLimitedLog
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
+from .outbox import Event, Subscription
 from .peaks import Peak
 from .state import LiveState, RecordStatus, StateFormatError
 from .storage import Loaded, StateStore
@@ -48,8 +52,21 @@ from .storage import Loaded, StateStore
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .contract.messages import Event as EventMessage
     from .contract.state import Document
     from .options import Options
+
+__all__ = [
+    "CAPTURE_RAW_LIMIT",
+    "FRAME_BUFFER",
+    "HISTORY_BYTES",
+    "HISTORY_SIZE",
+    "SEQ_GAP_AFTER_CRASH",
+    "CapturedFrame",
+    "Event",
+    "Hub",
+    "Subscription",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,34 +87,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Event:
-    """One change pushed to listeners; its JSON text is built once and shared."""
-
-    __slots__ = ("json", "message", "wire")
-
-    def __init__(self, message: EventMessage) -> None:
-        """Wrap an event message; ``wire`` is its JSON form."""
-        self.message = message
-        self.wire: dict[str, Any] = encode(message)
-        self.json = json.dumps(self.wire, separators=(",", ":"))
-
-    @property
-    def seq(self) -> int:
-        """Return the event's number."""
-        return self.message.seq
-
-    @property
-    def name(self) -> str:
-        """Return the event's name (``record``, ``ecu_status``, ...)."""
-        return self.message.event
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """Return the event's ``data`` in its JSON form (shared: do not mutate)."""
-        data: dict[str, Any] = self.wire["data"]
-        return data
-
-
 @dataclass(frozen=True, slots=True)
 class CapturedFrame:
     """A frame kept for ``/api/frames``."""
@@ -113,79 +102,6 @@ class CapturedFrame:
         if size > CAPTURE_RAW_LIMIT:
             event = dataclasses.replace(event, raw=event.raw[:CAPTURE_RAW_LIMIT])
         return cls(seq, event, size)
-
-
-def _text_size(item: Event | str) -> int:
-    return len(item.json if isinstance(item, Event) else item)
-
-
-class Subscription:
-    """One listener's ordered, bounded outbox of events and other messages.
-
-    Events are only queued after ``listen``. When the queue is full the subscription
-    is marked overflowed and dropped by the hub; its owner should disconnect.
-    """
-
-    def __init__(self, hub: Hub, max_queue: int, max_bytes: int | None = None) -> None:
-        """Create an outbox of at most ``max_queue`` items and ``max_bytes`` of text."""
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        self._hub = hub
-        self._queue: asyncio.Queue[Event | str] = asyncio.Queue(max_queue)
-        self._max_bytes = max_bytes
-        self.queued_bytes = 0
-        self._after: int | None = None
-        self.overflowed = asyncio.Event()
-        self.closed = False
-
-    @property
-    def listening(self) -> bool:
-        """Return whether events are being queued."""
-        return self._after is not None
-
-    def listen(self, after_seq: int) -> None:
-        """Queue every event numbered above ``after_seq`` from now on."""
-        self._after = after_seq
-
-    def send(self, text: str) -> bool:
-        """Queue a non-event message in order with the events; False on overflow."""
-        return self._put(text)
-
-    def deliver(self, event: Event) -> None:
-        """Queue an event if listening and new to this subscriber (hub use)."""
-        if self._after is not None and event.seq > self._after:
-            self._put(event)
-
-    async def get(self) -> Event | str:
-        """Wait for the next queued item."""
-        item = await self._queue.get()
-        if self._max_bytes is not None:
-            self.queued_bytes -= _text_size(item)
-        return item
-
-    def close(self) -> None:
-        """Stop receiving events."""
-        self.closed = True
-        self._hub.unsubscribe(self)
-
-    def _put(self, item: Event | str) -> bool:
-        if self.closed:
-            return False
-        size = _text_size(item) if self._max_bytes is not None else 0
-        over_budget = (
-            self._max_bytes is not None
-            and self.queued_bytes > 0  # one message alone may exceed the budget
-            and self.queued_bytes + size > self._max_bytes
-        )
-        if not over_budget:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(item)
-                self.queued_bytes += size
-                return True
-        self.closed = True
-        self.overflowed.set()
-        self._hub.unsubscribe(self)
-        return False
 
 
 class Hub:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ..hub import Event
 from ..options import OptionsError
+from ..outbox import Event
 from .availability import STALE_AFTER, is_fresh, last_seen, stale_at
 from .config import resolve_settings
 from .discovery import (
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import timedelta
 
-    from ..hub import Hub, Subscription
+    from ..hub import Hub
     from ..options import Options
+    from ..outbox import Subscription
     from .config import BrokerService, MqttSettings
 
 _LOGGER = logging.getLogger(__name__)
