@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .atomic import write_atomic
-from .contract.codec import encode
+from .contract.codec import decode, encode
 from .contract.constants import CommandOutcome, GuardMode
+from .contract.state import CommandAnswer
 from .control import Action
 from .document import ema_command
 from .models import Direction, FrameKind
@@ -47,26 +48,6 @@ RECENT_IN_STATE = 20
 _SESSION_ACTIONS = frozenset(
     {Action.POLL, Action.NO_MORE_COMMANDS, Action.ACKNOWLEDGEMENT}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CommandAnswer:
-    """The ECU's first frame after a command on the same connection."""
-
-    command: str | None
-    action: str
-    result: str | None  # acknowledgement result ("done", "unknown_command", ...)
-    parameters: dict[str, Any]
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CommandAnswer:
-        """Rebuild from the JSON form."""
-        return cls(
-            command=raw.get("command"),
-            action=str(raw["action"]),
-            result=raw.get("result"),
-            parameters=dict(raw.get("parameters") or {}),
-        )
 
 
 @dataclass(slots=True)
@@ -104,7 +85,7 @@ class CommandEntry:
             raw_text=raw.get("raw_text"),
             outcome=CommandOutcome(raw["outcome"]),
             guard=GuardMode(raw.get("guard", "off")),
-            answer=CommandAnswer.from_dict(answer) if answer else None,
+            answer=decode(CommandAnswer, answer) if answer else None,
         )
 
 

@@ -14,7 +14,6 @@ from .contract.constants import SCHEMA_VERSION, CommandOutcome
 from .contract.messages import EmaCommandData
 from .contract.state import (
     Channel,
-    CommandAnswer,
     Document,
     Ecu,
     EmaCommand,
@@ -105,7 +104,6 @@ def ecu(state: EcuState, commands: list[EmaCommand] | None = None) -> Ecu:
 
 def ema_command(entry: CommandEntry) -> EmaCommand:
     """Return one EMA command and what became of it."""
-    answer = entry.answer
     return EmaCommand(
         at=entry.at,
         ecu_id=entry.ecu_id,
@@ -118,13 +116,7 @@ def ema_command(entry: CommandEntry) -> EmaCommand:
         outcome=entry.outcome,
         blocked=entry.outcome is CommandOutcome.BLOCKED,
         guard=entry.guard,
-        answer=(
-            CommandAnswer(
-                answer.command, answer.action, answer.result, dict(answer.parameters)
-            )
-            if answer is not None
-            else None
-        ),
+        answer=entry.answer,
     )
 
 
