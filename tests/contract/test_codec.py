@@ -179,6 +179,7 @@ def test_omit_none_leaves_the_key_out_only_while_none() -> None:
         "note": None,
         "flag": False,
     }
+    assert list(encode(Greeting("a", flag=True))) == ["name", "note", "flag"]
     assert decode(Greeting, {"name": "a"}) == Greeting("a")
     assert decode(Greeting, {"name": "a", "flag": True}).flag is True
     schema = json_schema(Greeting)

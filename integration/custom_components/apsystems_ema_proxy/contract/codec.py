@@ -183,7 +183,7 @@ def _encoder(hint: Any) -> Encoder:
         return _encode_any
     origin = get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        return _encode_any
+        return _union_encoder(get_args(hint))
     if origin in (list, tuple):
         item = _encoder(get_args(hint)[0])
         if item is _identity:
@@ -201,31 +201,51 @@ def _encoder(hint: Any) -> Encoder:
     raise TypeError(f"no JSON form for {hint!r}")
 
 
+def _union_encoder(options: tuple[Any, ...]) -> Encoder:
+    """Encode ``X | None`` with X's encoder; other unions look at each value."""
+    rest = [option for option in options if option is not type(None)]
+    if len(rest) != 1:
+        return _encode_any
+    inner = _encoder(rest[0])
+    if inner in (_identity, _encode_float):
+        return inner  # both pass None through unchanged
+    return lambda value: None if value is None else inner(value)
+
+
 def _dataclass_encoder(kind: Any) -> Encoder:
-    parts = [
-        (item.name, _encoder(hint))
-        for item, hint in _fields(kind)
-        if not _field_meta(item).skip
-    ]
-    optional = frozenset(
-        item.name for item, _hint in _fields(kind) if _field_meta(item).omit_none
-    )
+    """Compile the encoder of a data class into one function (it runs per message).
 
-    def encode_instance(value: Any) -> dict[str, Any]:
-        return {name: part(getattr(value, name)) for name, part in parts}
-
-    if not optional:
-        return encode_instance
-
-    def encode_omitting(value: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, part in parts:
-            item = getattr(value, name)
-            if item is not None or name not in optional:
-                out[name] = part(item)
-        return out
-
-    return encode_omitting
+    The generated code reads each field once and builds the object in field order:
+    ``{"a": value.a, "b": part_1(value.b)}``, leaving out omit_none fields that are
+    None. Field names are Python identifiers, so the source is safe to build.
+    """
+    namespace: dict[str, Any] = {}
+    plain: list[str] = []
+    steps: list[str] = []
+    for index, (item, hint) in enumerate(_fields(kind)):
+        extra = _field_meta(item)
+        if extra.skip:
+            continue
+        part = _encoder(hint)
+        read = f"value.{item.name}"
+        if part is not _identity:
+            namespace[f"part_{index}"] = part
+            read = f"part_{index}({read})"
+        if extra.omit_none:
+            steps.append(
+                f"    if value.{item.name} is not None:\n"
+                f"        out[{item.name!r}] = {read}"
+            )
+        else:
+            plain.append(f"{item.name!r}: {read}")
+            steps.append(f"    out[{item.name!r}] = {read}")
+    if len(plain) == len(steps):
+        body = f"    return {{{', '.join(plain)}}}"
+    else:
+        body = "    out = {}\n" + "\n".join(steps) + "\n    return out"
+    exec(f"def encode_instance(value):\n{body}\n", namespace)
+    encode_instance: Encoder = namespace["encode_instance"]
+    return encode_instance
 
 
 @_memoized
