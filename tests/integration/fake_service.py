@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from custom_components.apsystems_ema_proxy.contract.frames import Frame
 
 SERVER_ID = "9f0c2d4e6a8b4c1d9e0f1a2b3c4d5e6f"
+UPSTREAM_KEYS = ("result", "at", "rtt_ms", "detail")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -156,7 +157,8 @@ class FakeService:
         )
 
     async def ecu_status(self, ecu_id: str, upstream: dict[str, Any]) -> int:
-        status = decode(Upstream, upstream)
+        """Push an upload outcome; keys left out are null."""
+        status = decode(Upstream, dict.fromkeys(UPSTREAM_KEYS) | upstream)
         self.state["ecus"][ecu_id]["upstream"] = encode(status)
         self.seq += 1
         data = EcuStatusData(ecu_id, status)

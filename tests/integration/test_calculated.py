@@ -22,7 +22,7 @@ from custom_components.apsystems_ema_proxy.contract.state import Ecu, Upstream
 from custom_components.apsystems_ema_proxy.models import empty_ecu
 
 from .conftest import CAPTURE_ECU, YC600_ID, wait_for_seq
-from .fake_service import FakeService
+from .fake_service import UPSTREAM_KEYS, FakeService
 
 HOUR_ENERGY = "sensor.ecu_r_216000064136_energy_this_hour"
 ECU_PEAK_TODAY = "sensor.ecu_r_216000064136_peak_power_today"
@@ -137,7 +137,10 @@ def test_ema_reachable_judges_by_the_newest_upload() -> None:
     def ecus(*uploads: dict[str, Any] | None) -> dict[str, Ecu]:
         return {
             str(n): dataclasses.replace(
-                empty_ecu(str(n)), upstream=decode(Upstream, upload or {})
+                empty_ecu(str(n)),
+                upstream=decode(
+                    Upstream, dict.fromkeys(UPSTREAM_KEYS) | (upload or {})
+                ),
             )
             for n, upload in enumerate(uploads)
         }

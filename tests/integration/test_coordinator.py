@@ -408,9 +408,7 @@ async def test_inverter_added_for_unknown_ecu_waits_for_its_record(
     service.state["ecus"]["216000000002"] = {"inverters": {}}
     seq = await service.inverter_added("216000000002", inverter)
     await wait_for_seq(coordinator, seq)
-    seq = await service.push(
-        "ecu_status", {"ecu_id": "216000000002", "upstream": {"result": "ok"}}
-    )
+    seq = await service.ecu_status("216000000002", {"result": "ok"})
     await wait_for_seq(coordinator, seq)
     ecu = coordinator.state.ecus["216000000002"]
     assert ecu.upstream.result == "ok"

@@ -33,6 +33,8 @@ from custom_components.apsystems_ema_proxy.models import (
 
 from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, load_state
 
+NO_UPLOAD = {"result": None, "at": None, "rtt_ms": None, "detail": None}
+
 
 def capture_state() -> ProxyState:
     """Return the capture's state as the integration keeps it."""
@@ -52,7 +54,7 @@ def test_state_from_capture() -> None:
     assert ecu.last_seen == datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC)
     assert ecu.last_record_at == datetime(2024, 2, 6, 11, 22, 14)
     assert ecu.upstream == Upstream(
-        UpstreamResult.OK, datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC), 83.1
+        UpstreamResult.OK, datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC), 83.1, None
     )
     yc600 = ecu.inverters[YC600_ID]
     assert (yc600.family, yc600.type_code, yc600.three_phase) == ("YC600", "07", False)
@@ -116,14 +118,21 @@ def test_events_and_apply() -> None:
         {
             "seq": 3,
             "event": "ecu_status",
-            "data": {"ecu_id": CAPTURE_ECU, "upstream": {"result": "cloudless"}},
+            "data": {
+                "ecu_id": CAPTURE_ECU,
+                "upstream": NO_UPLOAD | {"result": "cloudless"},
+            },
         }
     )
     assert status is not None
     assert state.apply(status).ecus[CAPTURE_ECU].upstream.result == "cloudless"
 
     unknown_ecu = decode_event(
-        {"seq": 4, "event": "ecu_status", "data": {"ecu_id": "1", "upstream": {}}}
+        {
+            "seq": 4,
+            "event": "ecu_status",
+            "data": {"ecu_id": "1", "upstream": NO_UPLOAD},
+        }
     )
     assert unknown_ecu is not None
     assert state.apply(unknown_ecu).ecus["1"] == empty_ecu("1")
@@ -147,7 +156,7 @@ def test_listen_result_skips_unknown_events() -> None:
                 {
                     "seq": 9,
                     "event": "ecu_status",
-                    "data": {"ecu_id": CAPTURE_ECU, "upstream": {}},
+                    "data": {"ecu_id": CAPTURE_ECU, "upstream": NO_UPLOAD},
                 },
             ],
         },

@@ -70,7 +70,7 @@ def empty_ecu(ecu_id: str) -> Ecu:
         inverter_count=None,
         inverters_online=0,
         warnings=[],
-        upstream=Upstream(),
+        upstream=Upstream(None, None, None, None),
         inverters={},
         peak_power_today_w=None,
         peak_power_ever_w=None,

@@ -34,12 +34,11 @@ def _kwh(description: str) -> dict[str, Any]:
 class Upstream:
     """How the last upload of an ECU to EMA went (all null before the first)."""
 
-    result: UpstreamResult | None = None
-    at: datetime | None = field(default=None, metadata=_received("When it ended"))
-    rtt_ms: float | None = None
+    result: UpstreamResult | None
+    at: datetime | None = field(metadata=_received("When it ended"))
+    rtt_ms: float | None
     detail: str | None = field(
-        default=None,
-        metadata=meta(description="A short text from the relay, e.g. why it failed"),
+        metadata=meta(description="A short text from the relay, e.g. why it failed")
     )
 
 
