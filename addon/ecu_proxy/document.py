@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from .contract.constants import SCHEMA_VERSION, CommandOutcome
+from .contract.constants import SCHEMA_VERSION
 from .contract.messages import EmaCommandData
 from .contract.state import (
     Channel,
@@ -25,7 +25,6 @@ from .peaks import Peak
 from .state import kwh
 
 if TYPE_CHECKING:
-    from .commands import CommandEntry
     from .guard import Guard as CommandGuard
     from .state import ChannelState, EcuState, InverterState, UpstreamState
 
@@ -102,27 +101,8 @@ def ecu(state: EcuState, commands: list[EmaCommand] | None = None) -> Ecu:
     )
 
 
-def ema_command(entry: CommandEntry) -> EmaCommand:
-    """Return one EMA command and what became of it."""
-    return EmaCommand(
-        at=entry.at,
-        ecu_id=entry.ecu_id,
-        command=entry.command,
-        inner_command=entry.inner_command,
-        action=entry.action,
-        changes_plant=entry.changes_plant,
-        parameters=dict(entry.parameters),
-        raw_text=entry.raw_text,
-        outcome=entry.outcome,
-        blocked=entry.outcome is CommandOutcome.BLOCKED,
-        guard=entry.guard,
-        answer=entry.answer,
-    )
-
-
-def ema_command_data(entry: CommandEntry, blocked_count: int) -> EmaCommandData:
+def ema_command_data(command: EmaCommand, blocked_count: int) -> EmaCommandData:
     """Return the ``data`` of an ``ema_command`` event."""
-    command = ema_command(entry)
     values = {item.name: getattr(command, item.name) for item in fields(command)}
     return EmaCommandData(**values, blocked_count=blocked_count)
 

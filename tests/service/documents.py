@@ -9,7 +9,7 @@ from ecu_proxy.contract.codec import encode
 from ecu_proxy.frame_json import decoded
 
 if TYPE_CHECKING:
-    from ecu_proxy.commands import CommandEntry
+    from ecu_proxy.contract.state import EmaCommand
     from ecu_proxy.guard import Guard
     from ecu_proxy.models import DecodedFrame
     from ecu_proxy.state import EcuState, LiveState
@@ -32,9 +32,9 @@ def ecus_json(state: LiveState) -> dict[str, Any]:
     return {ecu_id: ecu_json(state.ecus[ecu_id]) for ecu_id in sorted(state.ecus)}
 
 
-def command_json(entry: CommandEntry) -> dict[str, Any]:
+def command_json(entry: EmaCommand) -> dict[str, Any]:
     """Return an EMA command as the state document lists it."""
-    data: dict[str, Any] = encode(document.ema_command(entry))
+    data: dict[str, Any] = encode(entry)
     return data
 
 
