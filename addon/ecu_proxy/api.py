@@ -1,4 +1,10 @@
-"""The service's HTTP and WebSocket API (docs/api.md) on one aiohttp server."""
+"""The service's HTTP and WebSocket API (docs/api.md) on one aiohttp server.
+
+The messages are the contract's (``contract/messages.py``), built by the hub and
+document.py. It is longer than our usual 400 lines because the HTTP routes, the
+WebSocket protocol and the byte budgets share one client bookkeeping: splitting
+them would pass that state between modules.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +27,19 @@ from .api_guard import (
     HostPolicy,
     guard_middleware,
 )
+from .contract.codec import encode
+from .contract.constants import MIN_SCHEMA_VERSION, SCHEMA_VERSION, CloseCode, ErrorCode
+from .contract.messages import (
+    ErrorResult,
+    ListenResult,
+    Result,
+    ServerInfo,
+    StateResult,
+)
 from .frame_pages import FramePage, FramePager
-from .hub import FRAME_BUFFER, MIN_SCHEMA_VERSION, SCHEMA_VERSION, Event, Subscription
+from .hub import FRAME_BUFFER
 from .lograte import RateLimitedLog
+from .outbox import Event, Subscription
 from .selfcheck import SelfCheck
 from .web.routes import add_web_routes
 
@@ -59,16 +75,11 @@ SEND_TIMEOUT_S = 30.0
 SMALL_RESULT = 4096
 SEND_CHUNK = 64 * 1024
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_AUTH_FAILED = 4001
-CLOSE_TOO_SLOW = 4002
-CLOSE_INCOMPATIBLE = 4003
-
 
 class CommandError(Exception):
     """A command failed in a way the client should be told about."""
 
-    def __init__(self, code: str, details: str) -> None:
+    def __init__(self, code: ErrorCode, details: str) -> None:
         """Create an error with a docs/api.md error code."""
         super().__init__(details)
         self.code = code
@@ -89,11 +100,12 @@ class _Client:
     result_bytes: int = 0  # bytes of this client's own results not yet sent
 
 
-type _Handler = Callable[[_Client, dict[str, Any]], dict[str, Any] | FramePage]
+# A handler's result: a contract object, ``{}``, or a page of frames already in JSON.
+type _Handler = Callable[[_Client, dict[str, Any]], object]
 
 
-def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
+def _dumps(message: object) -> str:
+    return json.dumps(encode(message), separators=(",", ":"))
 
 
 class ApiServer:
@@ -205,7 +217,10 @@ class ApiServer:
         """Close every WebSocket (1001) and stop serving."""
         clients = list(self._clients)
         await asyncio.gather(
-            *(self._close(c, CLOSE_GOING_AWAY, "server shutting down") for c in clients)
+            *(
+                self._close(c, CloseCode.GOING_AWAY, "server shutting down")
+                for c in clients
+            )
         )
         if self._runner is not None:
             await self._runner.cleanup()
@@ -233,7 +248,7 @@ class ApiServer:
     async def _state(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._unauthorized()
-        return await self._send_json(request, _dumps(self._hub.snapshot()).encode())
+        return await self._send_json(request, _dumps(self._hub.document()).encode())
 
     async def _frames(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
@@ -245,7 +260,7 @@ class ApiServer:
         except (ValueError, CommandError):
             return web.json_response(
                 {
-                    "error": "invalid_args",
+                    "error": ErrorCode.INVALID_ARGS,
                     "details": f"limit must be an integer 1-{FRAME_BUFFER}, "
                     "before an integer",
                 },
@@ -340,19 +355,14 @@ class ApiServer:
         )
         self._send(
             client,
-            {
-                "type": "server_info",
-                "server_id": self._hub.server_id,
-                "version": self._hub.version,
-                "schema_version": SCHEMA_VERSION,
-                "min_schema_version": MIN_SCHEMA_VERSION,
-                "requires_auth": not client.authenticated,
-                **(
-                    {"mqtt_discovery": self._mqtt.discovery}
-                    if self._mqtt is not None
-                    else {}
-                ),
-            },
+            ServerInfo(
+                server_id=self._hub.server_id,
+                version=self._hub.version,
+                schema_version=SCHEMA_VERSION,
+                min_schema_version=MIN_SCHEMA_VERSION,
+                requires_auth=not client.authenticated,
+                mqtt_discovery=self._mqtt.discovery if self._mqtt is not None else None,
+            ),
         )
         try:
             if not client.authenticated:
@@ -369,7 +379,7 @@ class ApiServer:
                         client.peer,
                     )
                     await self._close(
-                        client, CLOSE_AUTH_FAILED, "authentication failed"
+                        client, CloseCode.AUTH_FAILED, "authentication failed"
                     )
                     return ws
                 if not await self._on_text(client, first.data):
@@ -380,7 +390,8 @@ class ApiServer:
                         break
                 elif msg.type is WSMsgType.BINARY:
                     self._send(
-                        client, _error(None, "invalid_message", "send JSON text")
+                        client,
+                        _error(None, ErrorCode.INVALID_MESSAGE, "send JSON text"),
                     )
         finally:
             client.sub.close()
@@ -420,30 +431,37 @@ class ApiServer:
                 "WebSocket client %s failed to authenticate",
                 client.peer,
             )
-            await self._close(client, CLOSE_AUTH_FAILED, "authentication failed")
+            await self._close(client, CloseCode.AUTH_FAILED, "authentication failed")
             return False
         if not isinstance(message, dict):
             self._send(
-                client, _error(None, "invalid_message", "expected a JSON object")
+                client,
+                _error(None, ErrorCode.INVALID_MESSAGE, "expected a JSON object"),
             )
             return True
         message_id = message.get("message_id")
         command = message.get("command")
         if not isinstance(message_id, str | int) or isinstance(message_id, bool):
             self._send(
-                client, _error(None, "invalid_message", "message_id is required")
+                client,
+                _error(None, ErrorCode.INVALID_MESSAGE, "message_id is required"),
             )
             return True
         if not isinstance(command, str):
             self._send(
-                client, _error(message_id, "invalid_message", "command is required")
+                client,
+                _error(message_id, ErrorCode.INVALID_MESSAGE, "command is required"),
             )
             return True
         handler = self._commands.get(command)
         if handler is None:
             self._send(
                 client,
-                _error(message_id, "unknown_command", f"unknown command {command!r}"),
+                _error(
+                    message_id,
+                    ErrorCode.UNKNOWN_COMMAND,
+                    f"unknown command {command!r}",
+                ),
             )
             return True
         try:
@@ -458,7 +476,8 @@ class ApiServer:
             )
             _LOGGER.debug("Command %s failed", command, exc_info=True)
             self._send(
-                client, _error(message_id, "internal_error", f"{command} failed")
+                client,
+                _error(message_id, ErrorCode.INTERNAL_ERROR, f"{command} failed"),
             )
         else:
             if isinstance(result, FramePage):
@@ -470,7 +489,7 @@ class ApiServer:
                 self._send(client, _result(message_id, result))
         return True
 
-    def _send(self, client: _Client, message: dict[str, Any]) -> None:
+    def _send(self, client: _Client, message: object) -> None:
         """Queue a message for one client behind everything queued before it."""
         self._send_text(client, _dumps(message))
 
@@ -485,7 +504,8 @@ class ApiServer:
             if not over_all or size <= SMALL_RESULT:
                 return True
             self._send_text(
-                client, _dumps(_error(message_id, "busy", "too many answers waiting"))
+                client,
+                _dumps(_error(message_id, ErrorCode.BUSY, "too many answers waiting")),
             )
             return False
         if not over_all and client.sub.queued_bytes + size <= self._client_bytes:
@@ -540,7 +560,7 @@ class ApiServer:
             "WebSocket client %s does not keep up; disconnecting it",
             client.peer,
         )
-        await self._close(client, CLOSE_TOO_SLOW, "client too slow")
+        await self._close(client, CloseCode.TOO_SLOW, "client too slow")
 
     async def _close(self, client: _Client, code: int, reason: str) -> None:
         """Stop the writer, then close with ``code`` (abort if the peer stalls)."""
@@ -560,32 +580,26 @@ class ApiServer:
 
     def _cmd_auth(self, client: _Client, message: dict[str, Any]) -> dict[str, Any]:
         if not self._token_ok(message.get("token")):
-            raise CommandError("invalid_args", "wrong token")
+            raise CommandError(ErrorCode.INVALID_ARGS, "wrong token")
         return {}
 
     def _cmd_start_listening(
         self, client: _Client, message: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ListenResult:
         since = message.get("since")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int)
         ):
-            raise CommandError("invalid_args", "since must be an integer")
+            raise CommandError(ErrorCode.INVALID_ARGS, "since must be an integer")
         last_seq = self._hub.last_seq
         missed = self._hub.events_since(since) if since is not None else None
         client.sub.listen(last_seq)
         if missed is None:
-            return {"last_seq": last_seq, "state": self._hub.snapshot(), "events": []}
-        return {
-            "last_seq": last_seq,
-            "state": None,
-            "events": [e.as_message() for e in missed],
-        }
+            return ListenResult(last_seq, self._hub.document(), [])
+        return ListenResult(last_seq, None, [e.message for e in missed])
 
-    def _cmd_get_state(
-        self, client: _Client, message: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {"state": self._hub.snapshot()}
+    def _cmd_get_state(self, client: _Client, message: dict[str, Any]) -> StateResult:
+        return StateResult(self._hub.document())
 
     def _cmd_get_frames(self, client: _Client, message: dict[str, Any]) -> FramePage:
         limit, before = message.get("limit"), message.get("before")
@@ -593,7 +607,7 @@ class ApiServer:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int)
             ):
-                raise CommandError("invalid_args", f"{name} must be an integer")
+                raise CommandError(ErrorCode.INVALID_ARGS, f"{name} must be an integer")
         return self._frame_page(limit, before)
 
 
@@ -601,7 +615,7 @@ def _limit(value: int | None) -> int:
     if value is None:
         return FRAME_BUFFER
     if not 1 <= value <= FRAME_BUFFER:
-        raise CommandError("invalid_args", f"limit must be 1-{FRAME_BUFFER}")
+        raise CommandError(ErrorCode.INVALID_ARGS, f"limit must be 1-{FRAME_BUFFER}")
     return value
 
 
@@ -612,24 +626,13 @@ def _query_int(request: web.Request, name: str) -> int | None:
 
 def _result_around(message_id: Any, result_json: str) -> str:
     """Return a success result message around an already serialised result."""
-    head = _dumps({"type": "result", "message_id": message_id, "success": True})
-    return head[:-1] + ',"result":' + result_json + "}"
+    head = _dumps(_result(message_id, None))
+    return head.removesuffix(',"result":null}') + ',"result":' + result_json + "}"
 
 
-def _result(message_id: Any, result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "message_id": message_id,
-        "success": True,
-        "result": result,
-    }
+def _result(message_id: Any, result: object) -> Result:
+    return Result(message_id=message_id, result=result)
 
 
-def _error(message_id: Any, code: str, details: str) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "message_id": message_id,
-        "success": False,
-        "error_code": code,
-        "details": details,
-    }
+def _error(message_id: Any, code: ErrorCode, details: str) -> ErrorResult:
+    return ErrorResult(message_id=message_id, error_code=code, details=details)

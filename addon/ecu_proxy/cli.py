@@ -268,7 +268,9 @@ async def serve(options: Options) -> int:
 
 def decode_files(paths: Sequence[Path]) -> int:
     """Print one JSON object per frame found in the files (JSON Lines)."""
+    from .contract.codec import encode  # noqa: PLC0415
     from .decoder import decode_frame  # noqa: PLC0415
+    from .frame_json import decoded  # noqa: PLC0415
     from .framing import Framer  # noqa: PLC0415
 
     all_good = True
@@ -287,7 +289,7 @@ def decode_files(paths: Sequence[Path]) -> int:
             frame = decode_frame(raw)
             if frame.kind in (FrameKind.INVALID, FrameKind.UNKNOWN):
                 all_good = False
-            print(json.dumps(frame.as_dict(), ensure_ascii=False))
+            print(json.dumps(encode(decoded(frame)), ensure_ascii=False))
     return EXIT_OK if all_good else EXIT_BAD_FRAMES
 
 

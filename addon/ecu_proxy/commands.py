@@ -2,25 +2,29 @@
 
 On port 8997 EMA answers a poll with a command; the ECU carries it out and sends its
 result (an ``A100`` acknowledgement or a report) on the same connection. The log
-turns that pair into one ``CommandEntry``: when, which ECU, what was asked, with which
-parameters, what the proxy did (forwarded or blocked by the guard) and what the ECU
-answered. A command without an answer is closed when the ECU polls again on a new
-connection. Entries are kept for ``RETENTION`` in ``commands.json`` in the data
-folder, written atomically in a worker thread.
+turns that pair into one ``EmaCommand`` (the contract's, as the API lists it): when,
+which ECU, what was asked, with which parameters, what the proxy did (forwarded or
+blocked by the guard) and what the ECU answered. A command without an answer is
+closed when the ECU polls again on a new connection. Entries are kept for
+``RETENTION`` in ``commands.json`` in the data folder (the same JSON), written
+atomically in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .atomic import write_atomic
+from .contract.codec import decode, encode
+from .contract.constants import CommandOutcome, GuardMode
+from .contract.state import CommandAnswer, EmaCommand
 from .control import Action
 from .models import Direction, FrameKind
 
@@ -45,98 +49,6 @@ _SESSION_ACTIONS = frozenset(
 )
 
 
-class Outcome:
-    """What the proxy did with a command."""
-
-    FORWARDED = "forwarded"
-    BLOCKED = "blocked"
-
-
-@dataclass(frozen=True, slots=True)
-class CommandAnswer:
-    """The ECU's first frame after a command on the same connection."""
-
-    command: str | None
-    action: str
-    result: str | None  # acknowledgement result ("done", "unknown_command", ...)
-    parameters: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {
-            "command": self.command,
-            "action": self.action,
-            "result": self.result,
-            "parameters": dict(self.parameters),
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CommandAnswer:
-        """Rebuild from the JSON form."""
-        return cls(
-            command=raw.get("command"),
-            action=str(raw["action"]),
-            result=raw.get("result"),
-            parameters=dict(raw.get("parameters") or {}),
-        )
-
-
-@dataclass(slots=True)
-class CommandEntry:
-    """One EMA -> ECU command and what became of it."""
-
-    at: datetime  # UTC, when EMA sent it
-    ecu_id: str
-    command: str | None  # outer id at [10:14]
-    inner_command: str | None
-    action: str
-    changes_plant: bool
-    parameters: dict[str, Any]
-    raw_text: str | None
-    outcome: str
-    guard: str  # the guard's mode when it arrived
-    answer: CommandAnswer | None = None
-    connection_id: int = field(default=0, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form of docs/api.md."""
-        return {
-            "at": self.at.isoformat(),
-            "ecu_id": self.ecu_id,
-            "command": self.command,
-            "inner_command": self.inner_command,
-            "action": self.action,
-            "changes_plant": self.changes_plant,
-            "parameters": dict(self.parameters),
-            "raw_text": self.raw_text,
-            "outcome": self.outcome,
-            "blocked": self.outcome == Outcome.BLOCKED,
-            "guard": self.guard,
-            "answer": self.answer.as_dict() if self.answer else None,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CommandEntry:
-        """Rebuild from the JSON form; raises KeyError/ValueError/TypeError."""
-        at = datetime.fromisoformat(str(raw["at"]))
-        if at.tzinfo is None:
-            raise ValueError("time without zone")
-        answer = raw.get("answer")
-        return cls(
-            at=at,
-            ecu_id=str(raw["ecu_id"]),
-            command=raw.get("command"),
-            inner_command=raw.get("inner_command"),
-            action=str(raw["action"]),
-            changes_plant=bool(raw["changes_plant"]),
-            parameters=dict(raw.get("parameters") or {}),
-            raw_text=raw.get("raw_text"),
-            outcome=str(raw["outcome"]),
-            guard=str(raw.get("guard", "off")),
-            answer=CommandAnswer.from_dict(answer) if answer else None,
-        )
-
-
 class CommandLog:
     """Command entries per ECU: paired from frames, kept for days, saved to disk."""
 
@@ -151,8 +63,8 @@ class CommandLog:
         self.path = data_dir / FILE_NAME
         self._clock = clock
         self._retention = retention
-        self._entries: dict[str, deque[CommandEntry]] = {}
-        self._pending: dict[int, CommandEntry] = {}
+        self._entries: dict[str, deque[EmaCommand]] = {}
+        self._pending: dict[int, EmaCommand] = {}
         self._conn_ecu: dict[int, str] = {}
         self._dirty = False
         self._task: asyncio.Task[None] | None = None
@@ -160,27 +72,27 @@ class CommandLog:
     # --- pairing -----------------------------------------------------------------
 
     def observe(
-        self, event: FrameEvent, *, blocked: bool, guard: str
-    ) -> list[CommandEntry]:
+        self, event: FrameEvent, *, blocked: bool, guard: GuardMode
+    ) -> list[EmaCommand]:
         """Take one published frame; return the entries it completes."""
         frame = event.frame
         control = frame.control
         if frame.kind is not FrameKind.CONTROL or control is None:
             return []
         conn = event.connection_id
-        done: list[CommandEntry] = []
+        done: list[EmaCommand] = []
         if event.direction is Direction.ECU_TO_EMA:
             if frame.ecu_id:
                 self._remember_connection(conn, frame.ecu_id)
             pending = self._pending.pop(conn, None)
             if pending is not None and control.action is not Action.POLL:
-                pending.answer = CommandAnswer(
+                answer = CommandAnswer(
                     command=control.inner_command,
                     action=control.action.value,
                     result=control.parameters.get("result"),
                     parameters=control.parameters,
                 )
-                done.append(pending)
+                done.append(dataclasses.replace(pending, answer=answer))
             elif pending is not None:
                 done.append(pending)
             if control.action is Action.POLL and frame.ecu_id:
@@ -192,7 +104,7 @@ class CommandLog:
             previous = self._pending.pop(conn, None)
             if previous is not None:
                 done.append(previous)
-            entry = CommandEntry(
+            entry = EmaCommand(
                 at=event.received_at,
                 ecu_id=ecu_id,
                 command=frame.command,
@@ -201,9 +113,10 @@ class CommandLog:
                 changes_plant=control.changes_plant,
                 parameters=control.parameters,
                 raw_text=control.raw_text,
-                outcome=Outcome.BLOCKED if blocked else Outcome.FORWARDED,
+                outcome=CommandOutcome.BLOCKED if blocked else CommandOutcome.FORWARDED,
+                blocked=blocked,
                 guard=guard,
-                connection_id=conn,
+                answer=None,
             )
             if blocked:
                 done.append(entry)
@@ -220,14 +133,14 @@ class CommandLog:
         while len(self._conn_ecu) > MAX_PENDING:
             del self._conn_ecu[next(iter(self._conn_ecu))]
 
-    def _close_unanswered(self, ecu_id: str, conn: int) -> list[CommandEntry]:
+    def _close_unanswered(self, ecu_id: str, conn: int) -> list[EmaCommand]:
         """Close this ECU's commands left open on other connections (a new poll)."""
         stale = [
             c for c, e in self._pending.items() if e.ecu_id == ecu_id and c != conn
         ]
         return [self._pending.pop(c) for c in stale]
 
-    def _add(self, entry: CommandEntry) -> None:
+    def _add(self, entry: EmaCommand) -> None:
         entries = self._entries.setdefault(entry.ecu_id, deque(maxlen=MAX_PER_ECU))
         entries.append(entry)
         self._expire()
@@ -244,12 +157,12 @@ class CommandLog:
 
     # --- reading -----------------------------------------------------------------
 
-    def recent(self, ecu_id: str, limit: int = RECENT_IN_STATE) -> list[dict[str, Any]]:
+    def recent(self, ecu_id: str, limit: int = RECENT_IN_STATE) -> list[EmaCommand]:
         """Return the newest ``limit`` entries of an ECU, oldest first."""
         entries = list(self._entries.get(ecu_id, ()))
-        return [e.as_dict() for e in entries[-limit:]] if limit > 0 else []
+        return entries[-limit:] if limit > 0 else []
 
-    def entries(self, ecu_id: str) -> list[CommandEntry]:
+    def entries(self, ecu_id: str) -> list[EmaCommand]:
         """Return all kept entries of an ECU, oldest first."""
         return list(self._entries.get(ecu_id, ()))
 
@@ -269,7 +182,9 @@ class CommandLog:
                 raise ValueError(f"unknown format {document.get('format')!r}")  # noqa: TRY301
             for ecu_id, items in document["ecus"].items():
                 for item in items:
-                    entry = CommandEntry.from_dict(item)
+                    entry = decode(EmaCommand, item)
+                    if entry.at.tzinfo is None:
+                        raise ValueError("time without zone")  # noqa: TRY301
                     if entry.ecu_id == ecu_id:
                         self._entries.setdefault(
                             ecu_id, deque(maxlen=MAX_PER_ECU)
@@ -286,7 +201,7 @@ class CommandLog:
             {
                 "format": FORMAT,
                 "ecus": {
-                    ecu_id: [e.as_dict() for e in self._entries[ecu_id]]
+                    ecu_id: [encode(e) for e in self._entries[ecu_id]]
                     for ecu_id in sorted(self._entries)
                 },
             },

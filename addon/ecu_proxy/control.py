@@ -133,17 +133,6 @@ class ControlDetails:
     raw_text: str | None = None
     problem: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form (merged into the control frame's JSON)."""
-        return {
-            "inner_command": self.inner_command,
-            "action": self.action.value,
-            "changes_plant": self.changes_plant,
-            "parameters": dict(self.parameters),
-            "raw_text": self.raw_text,
-            "problem": self.problem,
-        }
-
 
 def decode_control(text: str) -> ControlDetails | str:
     """Decode an APS13 control frame (LF removed); return details or an error.

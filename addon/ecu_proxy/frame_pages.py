@@ -9,8 +9,12 @@ full, and the last page built is kept, so clients repeating a request share it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from .contract.codec import encode
+from .contract.frames import Frame, OmittedDecode
+from .frame_json import captured
 
 if TYPE_CHECKING:
     from .hub import CapturedFrame
@@ -88,22 +92,21 @@ class FramePager:
         return page
 
     def _frame_json(self, frame: CapturedFrame) -> str:
-        data: dict[str, Any] = frame.as_dict()
-        raw: str = data["raw"]
-        if len(raw) > self._raw_limit:
-            data["raw"] = raw[: self._raw_limit]
-            data["truncated"] = True
-        text = json.dumps(data, separators=(",", ":"))
+        listed = captured(frame)
+        if len(listed.raw) > self._raw_limit:
+            listed = replace(listed, raw=listed.raw[: self._raw_limit], truncated=True)
+        text = _dumps(listed)
         if len(text) > self._frame_limit:
-            decoded = data["decoded"]
-            data["decoded"] = {
-                "kind": decoded.get("kind"),
-                "version": decoded.get("version"),
-                "length": decoded.get("length"),
-                "omitted": "decode too large to list",
-            }
-            text = json.dumps(data, separators=(",", ":"))
+            whole = listed.decoded
+            omitted = OmittedDecode(
+                whole.kind, whole.version, whole.length, "decode too large to list"
+            )
+            text = _dumps(replace(listed, decoded=omitted))
         return text
+
+
+def _dumps(frame: Frame) -> str:
+    return json.dumps(encode(frame), separators=(",", ":"))
 
 
 def _bool(value: bool) -> str:

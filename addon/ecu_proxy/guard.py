@@ -13,15 +13,15 @@ an ``APS`` frame is whole; anything else passes at once and unchanged.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .cloudless import encode_no_more_commands
+from .contract.constants import GuardMode
 from .control import PLANT_CHANGING, Action
 from .decoder import decode_frame
 from .framing import aps_length
@@ -43,14 +43,6 @@ MAX_HELD_FRAME = 64 * 1024
 # Connections whose verdict waits to be read by the command log.
 MAX_VERDICTS = 256
 DAY_S = 86_400.0
-
-
-class GuardMode(enum.StrEnum):
-    """What the guard blocks."""
-
-    OFF = "off"
-    BLOCK_CHANGES = "block_changes"
-    BLOCK_LISTED = "block_listed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,16 +145,6 @@ class Guard:
             del self._verdicts[key]
             return True
         return False
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the guard's state for the API and diagnostics."""
-        return {
-            "mode": self.settings.mode.value,
-            "blocked_actions": sorted(self._blocked),
-            "blocked_total": self.counts.total,
-            "blocked_by_ecu": dict(sorted(self.counts.by_ecu.items())),
-            "blocked_by_action": dict(sorted(self.counts.by_action.items())),
-        }
 
 
 class CommandGate:

@@ -6,14 +6,15 @@ API client or a slow disk never holds up the relay. The state file's store
 (``storage``) saves in a background task, debounced, with the write in a worker
 thread; the hub is the relay's durable ledger through it: ``wait_durable`` skips the
 debounce, so one write (one fsync) covers every record waiting for it.
+
+What it sends is built by document.py from the contract; the listeners' outboxes are
+in outbox.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections import deque
@@ -21,22 +22,48 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from . import document
 from .commands import CommandLog
+from .contract.codec import encode
+from .contract.messages import (
+    EcuStatusData,
+    EcuStatusEvent,
+    EmaCommandEvent,
+    InverterAddedData,
+    InverterAddedEvent,
+    RecordData,
+    RecordEvent,
+)
+from .frame_json import captured
 from .guard import Guard
 from .lograte import RateLimitedLog
 from .models import Direction, FrameEvent, FrameKind, UpstreamReport
+from .outbox import Event, Subscription
+from .peaks import Peak
 from .state import LiveState, RecordStatus
 from .state_file import SavedState, state_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .contract.messages import Event as EventMessage
+    from .contract.state import Document
     from .options import Options
+
+__all__ = [
+    "CAPTURE_RAW_LIMIT",
+    "FRAME_BUFFER",
+    "HISTORY_BYTES",
+    "HISTORY_SIZE",
+    "SEQ_GAP_AFTER_CRASH",
+    "CapturedFrame",
+    "Event",
+    "Hub",
+    "Subscription",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-MIN_SCHEMA_VERSION = 1
 HISTORY_SIZE = 1000
 HISTORY_BYTES = 8 * 1024 * 1024
 FRAME_BUFFER = 200
@@ -54,30 +81,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Event:
-    """One change pushed to listeners; its JSON text is built once and shared."""
-
-    __slots__ = ("_json", "data", "name", "seq")
-
-    def __init__(self, seq: int, name: str, data: dict[str, Any]) -> None:
-        """Create event number ``seq`` called ``name``."""
-        self.seq = seq
-        self.name = name
-        self.data = data
-        self._json: str | None = None
-
-    def as_message(self) -> dict[str, Any]:
-        """Return the WebSocket message form."""
-        return {"type": "event", "seq": self.seq, "event": self.name, "data": self.data}
-
-    @property
-    def json(self) -> str:
-        """Return the message as JSON text."""
-        if self._json is None:
-            self._json = json.dumps(self.as_message(), separators=(",", ":"))
-        return self._json
-
-
 @dataclass(frozen=True, slots=True)
 class CapturedFrame:
     """A frame kept for ``/api/frames``."""
@@ -93,94 +96,6 @@ class CapturedFrame:
         if size > CAPTURE_RAW_LIMIT:
             event = dataclasses.replace(event, raw=event.raw[:CAPTURE_RAW_LIMIT])
         return cls(seq, event, size)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form of docs/api.md."""
-        ev = self.event
-        return {
-            "seq": self.seq,
-            "received_at": ev.received_at.isoformat(),
-            "port": ev.port,
-            "direction": ev.direction.value,
-            "peer": ev.peer,
-            "size": self.size,
-            "truncated": self.size > len(ev.raw),
-            "raw": ev.raw.decode("ascii", errors="backslashreplace"),
-            "decoded": ev.frame.as_dict(),
-        }
-
-
-def _text_size(item: Event | str) -> int:
-    return len(item.json if isinstance(item, Event) else item)
-
-
-class Subscription:
-    """One listener's ordered, bounded outbox of events and other messages.
-
-    Events are only queued after ``listen``. When the queue is full the subscription
-    is marked overflowed and dropped by the hub; its owner should disconnect.
-    """
-
-    def __init__(self, hub: Hub, max_queue: int, max_bytes: int | None = None) -> None:
-        """Create an outbox of at most ``max_queue`` items and ``max_bytes`` of text."""
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        self._hub = hub
-        self._queue: asyncio.Queue[Event | str] = asyncio.Queue(max_queue)
-        self._max_bytes = max_bytes
-        self.queued_bytes = 0
-        self._after: int | None = None
-        self.overflowed = asyncio.Event()
-        self.closed = False
-
-    @property
-    def listening(self) -> bool:
-        """Return whether events are being queued."""
-        return self._after is not None
-
-    def listen(self, after_seq: int) -> None:
-        """Queue every event numbered above ``after_seq`` from now on."""
-        self._after = after_seq
-
-    def send(self, text: str) -> bool:
-        """Queue a non-event message in order with the events; False on overflow."""
-        return self._put(text)
-
-    def deliver(self, event: Event) -> None:
-        """Queue an event if listening and new to this subscriber (hub use)."""
-        if self._after is not None and event.seq > self._after:
-            self._put(event)
-
-    async def get(self) -> Event | str:
-        """Wait for the next queued item."""
-        item = await self._queue.get()
-        if self._max_bytes is not None:
-            self.queued_bytes -= _text_size(item)
-        return item
-
-    def close(self) -> None:
-        """Stop receiving events."""
-        self.closed = True
-        self._hub.unsubscribe(self)
-
-    def _put(self, item: Event | str) -> bool:
-        if self.closed:
-            return False
-        size = _text_size(item) if self._max_bytes is not None else 0
-        over_budget = (
-            self._max_bytes is not None
-            and self.queued_bytes > 0  # one message alone may exceed the budget
-            and self.queued_bytes + size > self._max_bytes
-        )
-        if not over_budget:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(item)
-                self.queued_bytes += size
-                return True
-        self.closed = True
-        self.overflowed.set()
-        self._hub.unsubscribe(self)
-        return False
 
 
 class Hub:
@@ -305,8 +220,10 @@ class Hub:
             ecu_id = self.state.apply_upstream(report)
             if ecu_id is None:
                 return
-            upstream = self.state.ecus[ecu_id].upstream.as_dict()
-            self._publish("ecu_status", {"ecu_id": ecu_id, "upstream": upstream})
+            upstream = document.upstream(self.state.ecus[ecu_id].upstream)
+            self._publish(
+                EcuStatusEvent(seq=self._seq + 1, data=EcuStatusData(ecu_id, upstream))
+            )
             self.store.changed()
         except Exception:
             _LOGGER.exception("Could not record an upload result")
@@ -342,12 +259,14 @@ class Hub:
                 inverter.type_code,
                 inverter.family,
             )
+            added = document.inverter(inverter, Peak())
             self._publish(
-                "inverter_added", {"ecu_id": ecu.ecu_id, "inverter": inverter.as_dict()}
+                InverterAddedEvent(
+                    seq=self._seq + 1, data=InverterAddedData(ecu.ecu_id, added)
+                )
             )
-        self._publish(
-            "record", {"ecu_id": ecu.ecu_id, "ecu": ecu.as_dict(), "late": outcome.late}
-        )
+        record = RecordData(ecu.ecu_id, document.ecu(ecu), outcome.late)
+        self._publish(RecordEvent(seq=self._seq + 1, data=record))
         self.store.changed()
 
     def _command_frame(self, event: FrameEvent) -> None:
@@ -355,11 +274,11 @@ class Hub:
         blocked = event.direction is Direction.EMA_TO_ECU and self.guard.take_verdict(
             event.connection_id, event.raw
         )
-        mode = self.guard.settings.mode.value
+        mode = self.guard.settings.mode
         for entry in self.commands.observe(event, blocked=blocked, guard=mode):
-            data = entry.as_dict()
-            data["blocked_count"] = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
-            self._publish("ema_command", data)
+            count = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
+            data = document.ema_command_data(entry, count)
+            self._publish(EmaCommandEvent(seq=self._seq + 1, data=data))
         self.commands.schedule_save()
 
     # --- RecordIndex -------------------------------------------------------------
@@ -374,21 +293,20 @@ class Hub:
 
     # --- reading -----------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def document(self) -> Document:
         """Return the state document of docs/api.md."""
-        return {
-            "server_id": self.server_id,
-            "version": self.version,
-            "schema_version": SCHEMA_VERSION,
-            "ecus": self._ecus_with_commands(),
-            "guard": self.guard.as_dict(),
-        }
+        return document.document(
+            self.server_id,
+            self.version,
+            self.state.ecus,
+            {ecu_id: self.commands.recent(ecu_id) for ecu_id in self.state.ecus},
+            self.guard,
+        )
 
-    def _ecus_with_commands(self) -> dict[str, Any]:
-        ecus = self.state.as_dict()
-        for ecu_id, ecu in ecus.items():
-            ecu["commands"] = self.commands.recent(ecu_id)
-        return ecus
+    def snapshot(self) -> dict[str, Any]:
+        """Return the state document in its JSON form."""
+        snapshot: dict[str, Any] = encode(self.document())
+        return snapshot
 
     @property
     def last_seq(self) -> int:
@@ -407,7 +325,7 @@ class Hub:
         if limit <= 0:
             return []
         kept = list(self._frames)[-limit:]
-        return [f.as_dict() for f in kept]
+        return [encode(captured(f)) for f in kept]
 
     def captured(self) -> list[CapturedFrame]:
         """Return the captured frames, oldest first."""
@@ -434,9 +352,10 @@ class Hub:
         """Return how many subscriptions are open."""
         return len(self._subscriptions)
 
-    def _publish(self, name: str, data: dict[str, Any]) -> None:
-        self._seq += 1
-        event = Event(self._seq, name, data)
+    def _publish(self, message: EventMessage) -> None:
+        """Keep and fan out the next event (``message.seq`` numbers it)."""
+        self._seq = message.seq
+        event = Event(message)
         if len(self._history) == self._history.maxlen:
             self._history_bytes -= len(self._history[0].json)
         self._history.append(event)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .contract.constants import DOMAIN
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 _LOGGER = logging.getLogger(__name__)
 
-DOMAIN = "apsystems_ema_proxy"
 DEFAULT_BUNDLE = Path("/usr/share/apsystems_ecu_proxy") / DOMAIN
 DEFAULT_CONFIG_DIR = Path("/homeassistant")
 BUNDLE_ENV = "ECU_PROXY_INTEGRATION_BUNDLE"

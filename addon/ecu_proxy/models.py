@@ -1,7 +1,8 @@
 """Data classes exchanged between the decoder, the relay, the state and the API.
 
-The JSON shape of a decoded frame (``DecodedFrame.as_dict``) is a public contract:
-``apsystems-ecu-proxy decode`` prints it and the WebSocket API sends it.
+The JSON form of a decoded frame is defined by the contract (``contract/frames.py``,
+built by ``document.decoded``): ``apsystems-ecu-proxy decode`` prints it and the
+WebSocket API sends it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,25 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
+from .contract.constants import UpstreamResult
+from .contract.frames import Direction
 from .control import ControlDetails
+
+__all__ = [
+    "Channel",
+    "DecodedFrame",
+    "Direction",
+    "FrameEvent",
+    "FrameKind",
+    "Inverter",
+    "RecordIndex",
+    "RelayCounters",
+    "RelayListener",
+    "UpstreamReport",
+    "UpstreamResult",
+]
 
 
 class FrameKind(enum.StrEnum):
@@ -25,22 +42,6 @@ class FrameKind(enum.StrEnum):
     INVALID = "invalid"
 
 
-class Direction(enum.StrEnum):
-    """Which way a frame travelled."""
-
-    ECU_TO_EMA = "ecu_to_ema"
-    EMA_TO_ECU = "ema_to_ecu"
-
-
-class UpstreamResult(enum.StrEnum):
-    """Outcome of relaying one ECU upload to EMA."""
-
-    OK = "ok"
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    CLOUDLESS = "cloudless"
-
-
 @dataclass(frozen=True, slots=True)
 class Channel:
     """One DC input of an inverter in one record."""
@@ -50,16 +51,6 @@ class Channel:
     dc_current_a: float | None
     power_w: float
     round_energy_wh: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {
-            "channel": self.channel,
-            "dc_voltage_v": self.dc_voltage_v,
-            "dc_current_a": self.dc_current_a,
-            "power_w": self.power_w,
-            "round_energy_wh": self.round_energy_wh,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,24 +73,6 @@ class Inverter:
     channels: tuple[Channel, ...]
     raw: str | None = None
     phase_voltages_v: tuple[float, ...] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {
-            "id": self.id,
-            "type_code": self.type_code,
-            "family": self.family,
-            "ac_voltage_v": self.ac_voltage_v,
-            "phase_voltages_v": (
-                list(self.phase_voltages_v) if self.phase_voltages_v else None
-            ),
-            "frequency_hz": self.frequency_hz,
-            "temperature_c": self.temperature_c,
-            "power_w": self.power_w,
-            "round_energy_wh": self.round_energy_wh,
-            "channels": [c.as_dict() for c in self.channels],
-            "raw": self.raw,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,43 +102,6 @@ class DecodedFrame:
     timestamps: tuple[str, ...] = ()
     # invalid
     error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON form: common keys plus the keys of this kind."""
-        out: dict[str, Any] = {
-            "kind": self.kind.value,
-            "version": self.version,
-            "length": self.length,
-        }
-        match self.kind:
-            case FrameKind.DATA:
-                out |= {
-                    "ecu_id": self.ecu_id,
-                    "ecu_model": self.ecu_model,
-                    "timestamp": (
-                        self.timestamp.isoformat() if self.timestamp else None
-                    ),
-                    "power_w": self.power_w,
-                    "round_energy_kwh": self.round_energy_kwh,
-                    "lifetime_energy_kwh": self.lifetime_energy_kwh,
-                    "inverter_count": self.inverter_count,
-                    "more_records": self.more_records,
-                    "inverters": [i.as_dict() for i in self.inverters],
-                    "warnings": list(self.warnings),
-                }
-            case FrameKind.CONTROL:
-                out |= {"command": self.command, "ecu_id": self.ecu_id}
-                if self.control is not None:
-                    out |= self.control.as_dict()
-            case FrameKind.RECONCILE_QUERY:
-                out |= {"ecu_id": self.ecu_id}
-            case FrameKind.EMA_REPLY:
-                out |= {"status": self.status, "timestamps": list(self.timestamps)}
-            case FrameKind.INVALID:
-                out |= {"error": self.error}
-            case FrameKind.UNKNOWN:
-                pass
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .guard import BLOCKABLE_ACTIONS, GuardMode, GuardSettings
+from .contract import constants
+from .contract.constants import GuardMode
+from .guard import BLOCKABLE_ACTIONS, GuardSettings
 from .wire import is_ecu_id
 
-DEFAULT_EMA_HOST = "ecu.apsystemsema.com"
+DEFAULT_EMA_HOST = constants.EMA_HOST
 DEFAULT_PORTS = (8995, 8996, 8997)
-DEFAULT_API_PORT = 8990
+DEFAULT_API_PORT = constants.DEFAULT_API_PORT
 DEFAULT_RESOLVERS = ("1.1.1.1", "9.9.9.9", "8.8.8.8")
 MQTT_AUTO = "auto"
 DEFAULT_MQTT_PORT = 1883

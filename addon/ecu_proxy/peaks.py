@@ -1,10 +1,10 @@
 """Figures derived from an ECU's records: peak power today and ever, energy this hour.
 
-Pure bookkeeping like the state module, which keeps one ``EcuPeaks`` per ECU, feeds
-it every counted record and adds its figures to the state document. Days and hours
-are those of the ECU's own clock (the record timestamps, local wall-clock time), the
-same days the state's "energy today" uses. A record counts towards the hour its
-timestamp falls in.
+Pure bookkeeping like the state module, which keeps one ``EcuPeaks`` per ECU and
+feeds it every counted record; document.py shows its figures in the state
+document. Days and hours are those of the ECU's own clock (the record timestamps,
+local wall-clock time), the same days the state's "energy today" uses. A record
+counts towards the hour its timestamp falls in.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .contract.codec import meta
 from .storage import COUNTER
@@ -104,18 +104,3 @@ class EcuPeaks:
             self.hour_mwh = 0
         if hour == self.hour:
             self.hour_mwh += sum(_round_mwh(block) for block in blocks)
-
-    def ecu_fields(self) -> dict[str, Any]:
-        """Return the fields this adds to the ECU object of the state document."""
-        return {
-            **self.ecu.as_dict(),
-            "energy_this_hour_kwh": round(self.hour_mwh / 1_000_000, 6),
-            "hour_start": self.hour.isoformat() if self.hour else None,
-        }
-
-    def add_to(self, ecu_doc: dict[str, Any]) -> dict[str, Any]:
-        """Add the ECU's and each inverter's figures to its state-document object."""
-        ecu_doc.update(self.ecu_fields())
-        for inv_id, inverter_doc in ecu_doc.get("inverters", {}).items():
-            inverter_doc.update(self.inverters.get(inv_id, Peak()).as_dict())
-        return ecu_doc

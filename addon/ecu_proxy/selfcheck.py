@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .contract.constants import EMA_HOST
 from .lan_dns import host_addresses, resolver_from_env
 from .options import Mode
 from .upstream import ADDRESS_FILE, is_local_address
@@ -173,7 +174,7 @@ class SelfCheck:
             return Check(
                 Status.WAITING,
                 "no ECU has connected yet",
-                "Point ecu.apsystemsema.com at this host in your LAN's DNS (or the "
+                f"Point {EMA_HOST} at this host in your LAN's DNS (or the "
                 "router), then restart the ECU or wait up to 5 minutes for its next "
                 "upload.",
                 f"{DOCS}#point-the-ecu-at-home-assistant-dns-rewrite",
@@ -206,7 +207,7 @@ class SelfCheck:
         return check
 
     async def _resolve_check(self) -> Check:
-        name = "ecu.apsystemsema.com"
+        name = EMA_HOST
         ours = await asyncio.to_thread(self._addresses)
         facts: dict[str, Any] = {"host": name, "resolved": [], "host_addresses": ours}
         try:

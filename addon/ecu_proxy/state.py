@@ -113,17 +113,6 @@ class ChannelState:
     today_mwh: int = field(default=0, metadata=COUNTER)
     total_mwh: int = field(default=0, metadata=COUNTER)
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
-        return {
-            "channel": self.channel,
-            "dc_voltage_v": self.dc_voltage_v,
-            "dc_current_a": self.dc_current_a,
-            "power_w": self.power_w,
-            "energy_today_kwh": kwh(self.today_mwh),
-            "energy_total_kwh": kwh(self.total_mwh),
-        }
-
 
 @dataclass(slots=True)
 class InverterState:
@@ -182,28 +171,6 @@ class InverterState:
         for ch in self.channels.values():
             ch.today_mwh = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
-        return {
-            "id": self.id,
-            "type_code": self.type_code,
-            "family": self.family,
-            "online": self.online,
-            "last_seen": _iso(self.last_seen),
-            "last_record_at": _iso(self.last_record_at),
-            "ac_voltage_v": self.ac_voltage_v,
-            "phase_voltages_v": (
-                list(self.phase_voltages_v) if self.phase_voltages_v else None
-            ),
-            "frequency_hz": self.frequency_hz,
-            "temperature_c": self.temperature_c,
-            "power_w": self.power_w,
-            "energy_today_kwh": kwh(self.today_mwh),
-            "energy_total_kwh": kwh(self.total_mwh),
-            "raw": self.raw,
-            "channels": [self.channels[n].as_dict() for n in sorted(self.channels)],
-        }
-
 
 @dataclass(slots=True)
 class UpstreamState:
@@ -213,15 +180,6 @@ class UpstreamState:
     at: datetime | None = None
     rtt_ms: float | None = field(default=None, metadata=READING)
     detail: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form (also the persisted form)."""
-        return {
-            "result": self.result.value if self.result else None,
-            "at": _iso(self.at),
-            "rtt_ms": self.rtt_ms,
-            "detail": self.detail,
-        }
 
 
 @dataclass(slots=True)
@@ -266,30 +224,6 @@ class EcuState:
     def inverters_online(self) -> int:
         """Return how many inverters were in the newest record."""
         return sum(1 for inv in self.inverters.values() if inv.online)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the state-document form."""
-        return self.peaks.add_to(self._as_dict())
-
-    def _as_dict(self) -> dict[str, Any]:
-        return {
-            "ecu_id": self.ecu_id,
-            "model": self.model,
-            "last_seen": _iso(self.last_seen),
-            "last_record_at": _iso(self.last_record_at),
-            "power_w": self.power_w,
-            "lifetime_energy_kwh": self.lifetime_energy_kwh,
-            "energy_today_kwh": kwh(self.today_mwh),
-            "today": self.today.isoformat() if self.today else None,
-            "inverter_count": self.inverter_count,
-            "inverters_online": self.inverters_online,
-            "warnings": list(self.warnings),
-            "upstream": self.upstream.as_dict(),
-            "inverters": {
-                inv_id: self.inverters[inv_id].as_dict()
-                for inv_id in sorted(self.inverters)
-            },
-        }
 
     def remember(self, stamp: str, mark: int | None = None) -> None:
         """Record a counted timestamp and forget those out of the window."""
@@ -472,10 +406,6 @@ class LiveState:
         if ecu is None or limit <= 0:
             return []
         return ecu.seen.newest_first(limit)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the ``ecus`` part of the state document."""
-        return {ecu_id: self.ecus[ecu_id].as_dict() for ecu_id in sorted(self.ecus)}
 
     def to_json(self) -> Any:
         """Return the saved form: the ECUs as the codec writes them."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from .contract.constants import DOMAIN
 from .mqtt.config import BrokerService
 from .options import DEFAULT_API_PORT
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-DISCOVERY_SERVICE = "apsystems_ema_proxy"
+DISCOVERY_SERVICE = DOMAIN
 DEFAULT_SUPERVISOR_URL = "http://supervisor"
 RESTART_NOTIFICATION_ID = "apsystems_ecu_proxy_integration_installed"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)

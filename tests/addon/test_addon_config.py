@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ecu_proxy.integration_install import DOMAIN
+from ecu_proxy.contract.constants import DOMAIN
 from ecu_proxy.options import _ADDON_KEYS as ADDON_KEYS
 from ecu_proxy.options import DEFAULT_API_PORT, DEFAULT_PORTS, Options
 from ecu_proxy.supervisor import DISCOVERY_SERVICE

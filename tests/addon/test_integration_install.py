@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ecu_proxy import integration_install
+from ecu_proxy.contract.constants import DOMAIN
 from ecu_proxy.integration_install import (
-    DOMAIN,
     InstallResult,
     bundle_path,
     config_dir,

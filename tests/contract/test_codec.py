@@ -188,3 +188,61 @@ def test_bounds_are_enforced_and_integer_keys_go_out_as_strings() -> None:
         with pytest.raises(ContractError, match=where):
             decode(Counters, broken)
         assert not validator.is_valid(broken)
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A message whose last key only some senders carry."""
+
+    name: str
+    note: str | None = None
+    flag: bool | None = field(default=None, metadata=meta(omit_none=True))
+
+
+def test_omit_none_leaves_the_key_out_only_while_none() -> None:
+    assert encode(Greeting("a")) == {"name": "a", "note": None}
+    assert encode(Greeting("a", flag=False)) == {
+        "name": "a",
+        "note": None,
+        "flag": False,
+    }
+    assert list(encode(Greeting("a", flag=True))) == ["name", "note", "flag"]
+    assert decode(Greeting, {"name": "a"}) == Greeting("a")
+    assert decode(Greeting, {"name": "a", "flag": True}).flag is True
+    schema = json_schema(Greeting)
+    assert schema["properties"]["flag"] == {"type": "boolean"}
+    assert schema["required"] == ["name"]
+    jsonschema.validate(encode(Greeting("a")), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "a", "flag": None}, schema)
+
+
+class ShiftedTime(datetime):
+    """A subclass of datetime, as a test clock (freezegun) puts in its place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A message whose time hint is such a subclass."""
+
+    at: ShiftedTime
+
+
+def test_subclasses_of_the_time_classes_are_times() -> None:
+    data = {"at": "2024-02-06T10:22:20+00:00"}
+    value = decode(Stamped, data)
+    assert value.at == datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC)
+    assert encode(value) == data
+    assert encode(Stamped(ShiftedTime(2024, 2, 6, tzinfo=UTC))) == {
+        "at": "2024-02-06T00:00:00+00:00"
+    }
+    assert json_schema(Stamped)["properties"]["at"] == {
+        "type": "string",
+        "format": "date-time",
+    }
+
+
+def test_a_float_field_holds_a_float_even_when_written_as_an_integer() -> None:
+    part = decode(Part, {"name": "a", "watts": 190})
+    assert part.watts == 190
+    assert isinstance(part.watts, float)

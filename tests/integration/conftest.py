@@ -163,30 +163,6 @@ async def service(
 ) -> AsyncIterator[FakeService]:
     """Run a fake service on 127.0.0.1; unload the integration before stopping it."""
     fake = FakeService(load_state(state_name), token=service_token)
-    fake.frames = [
-        {
-            "seq": 1,
-            "received_at": "2024-02-06T10:22:20+00:00",
-            "port": 8995,
-            "direction": "ecu_to_ema",
-            "peer": "192.168.1.50:40112",
-            "size": 302,
-            "truncated": False,
-            "raw": (FIXTURES.parent.parent / "fixtures" / "vectors")
-            .joinpath("ECU-R_YC600-QS1_1.txt")
-            .read_text(),
-            "decoded": {"kind": "data", "ecu_id": CAPTURE_ECU, "power_w": 190},
-        },
-        {
-            "seq": 2,
-            "received_at": "2024-02-06T10:22:20+00:00",
-            "port": 8995,
-            "direction": "ema_to_ecu",
-            "peer": "192.168.1.50:40112",
-            "raw": "APS1500160001AAA1\n",
-            "decoded": {"kind": "ema_reply", "status": "0001"},
-        },
-    ]
     await fake.start()
     yield fake
     for entry in hass.config_entries.async_entries(DOMAIN):

@@ -1,6 +1,7 @@
 """Peak power, energy this hour, the service's own entities, retired sensors."""
 
 import copy
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +17,12 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.apsystems_ema_proxy.binary_sensor import ema_reachable
 from custom_components.apsystems_ema_proxy.const import DOMAIN
-from custom_components.apsystems_ema_proxy.models import EcuState
+from custom_components.apsystems_ema_proxy.contract.codec import decode
+from custom_components.apsystems_ema_proxy.contract.state import Ecu, Upstream
+from custom_components.apsystems_ema_proxy.models import empty_ecu
 
 from .conftest import CAPTURE_ECU, YC600_ID, wait_for_seq
-from .fake_service import FakeService
+from .fake_service import UPSTREAM_KEYS, FakeService
 
 HOUR_ENERGY = "sensor.ecu_r_216000064136_energy_this_hour"
 ECU_PEAK_TODAY = "sensor.ecu_r_216000064136_peak_power_today"
@@ -62,7 +65,7 @@ async def test_energy_this_hour_starts_again_on_the_hour(
     zone = dt_util.get_time_zone(BERLIN)
     state = _state(hass, HOUR_ENERGY)
     assert state.attributes["state_class"] == "total"
-    assert float(state.state) == 0.0152
+    assert float(state.state) == 0.015213
     eleven = datetime(2024, 2, 6, 11, 0, tzinfo=zone)
     assert state.attributes["last_reset"] == eleven.isoformat()
 
@@ -92,7 +95,7 @@ async def test_peak_power_sensors_follow_the_service(
     """Peaks of the ECU and its inverters, in W, as the service computes them."""
     await _setup(hass, mock_config_entry)
     assert _state(hass, ECU_PEAK_TODAY).state == "190.0"
-    assert _state(hass, ECU_PEAK_EVER).state == "1140.0"
+    assert _state(hass, ECU_PEAK_EVER).state == "190.0"
     assert _state(hass, ECU_PEAK_TODAY).attributes["unit_of_measurement"] == "W"
     assert _state(hass, YC600_PEAK_TODAY).state == "35.0"
 
@@ -131,9 +134,14 @@ def test_ema_reachable_judges_by_the_newest_upload() -> None:
     older = {"result": "ok", "at": "2024-02-06T10:00:00+00:00"}
     newer = {"result": "timeout", "at": "2024-02-06T10:05:00+00:00"}
 
-    def ecus(*uploads: dict[str, Any] | None) -> dict[str, EcuState]:
+    def ecus(*uploads: dict[str, Any] | None) -> dict[str, Ecu]:
         return {
-            str(n): EcuState.from_message({"ecu_id": str(n), "upstream": upload})
+            str(n): dataclasses.replace(
+                empty_ecu(str(n)),
+                upstream=decode(
+                    Upstream, dict.fromkeys(UPSTREAM_KEYS) | (upload or {})
+                ),
+            )
             for n, upload in enumerate(uploads)
         }
 
@@ -141,7 +149,9 @@ def test_ema_reachable_judges_by_the_newest_upload() -> None:
     assert ema_reachable(ecus(None, {"result": "cloudless", "at": None})) is None
     assert ema_reachable(ecus(older)) is True
     assert ema_reachable(ecus(older, newer)) is False
-    assert ema_reachable(ecus(newer | {"result": "ok"}, older | {"result": "x"}))
+    assert ema_reachable(
+        ecus(newer | {"result": "ok"}, older | {"result": "unreachable"})
+    )
 
 
 async def test_retired_last_report_sensor_is_removed(

@@ -1,6 +1,7 @@
 """The WebSocket client on its own, without Home Assistant."""
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,12 @@ from custom_components.apsystems_ema_proxy.client import (
     build_url,
     normalize_url,
 )
+from custom_components.apsystems_ema_proxy.contract.messages import (
+    EcuStatusEvent,
+    Event,
+    ListenResult,
+    RecordEvent,
+)
 from custom_components.apsystems_ema_proxy.exceptions import (
     CannotConnect,
     ConnectionClosed,
@@ -25,12 +32,6 @@ from custom_components.apsystems_ema_proxy.exceptions import (
     InvalidAuth,
     InvalidMessage,
     NotConnected,
-)
-from custom_components.apsystems_ema_proxy.models import (
-    EcuStatusEvent,
-    Event,
-    ListenResult,
-    RecordEvent,
 )
 
 from .conftest import CAPTURE_ECU, load_state
@@ -331,17 +332,7 @@ async def test_listen_state_events_and_commands(
 ) -> None:
     """listen() gives the state first, then events; commands work meanwhile."""
     recorder = Recorder()
-    fake.frames = [
-        {
-            "seq": 7,
-            "received_at": "2024-02-06T10:22:20+00:00",
-            "port": 8995,
-            "direction": "ecu_to_ema",
-            "peer": "192.168.1.50:1",
-            "raw": "APS18...",
-            "decoded": {"kind": "data"},
-        }
-    ]
+    fake.frames = [dataclasses.replace(fake.frames[0], seq=7, raw="APS18...")]
     async with Client(fake.url, session) as client, listening(client, recorder):
         start = recorder.starts[0]
         assert start.last_seq == 0
@@ -371,10 +362,10 @@ async def test_listen_state_events_and_commands(
         await recorder.until(lambda: len(recorder.events) == 2)
         status, record = recorder.events
         assert isinstance(status, EcuStatusEvent)
-        assert status.upstream.result == "timeout"
+        assert status.data.upstream.result == "timeout"
         assert isinstance(record, RecordEvent)
         assert record.seq == 4
-        assert record.ecu.power_w == 12
+        assert record.data.ecu.power_w == 12
 
         state = await client.get_state()
         assert state.ecus[CAPTURE_ECU].power_w == 12

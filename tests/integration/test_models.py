@@ -1,26 +1,44 @@
-"""Parsing of the API's payloads, free of Home Assistant."""
+"""The integration's picture of the service, built from contract messages."""
 
+import dataclasses
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from custom_components.apsystems_ema_proxy.exceptions import InvalidMessage
-from custom_components.apsystems_ema_proxy.models import (
-    EcuState,
-    EcuStatusEvent,
-    Frame,
-    InverterAddedEvent,
-    InverterState,
+from custom_components.apsystems_ema_proxy.contract.codec import ContractError, decode
+from custom_components.apsystems_ema_proxy.contract.constants import (
+    CommandOutcome,
+    GuardMode,
+    UpstreamResult,
+)
+from custom_components.apsystems_ema_proxy.contract.messages import (
+    EmaCommandData,
     ListenResult,
-    ProxyState,
-    RecordEvent,
-    ServerInfo,
+    decode_event,
+)
+from custom_components.apsystems_ema_proxy.contract.state import (
+    CommandAnswer,
+    Document,
+    Ecu,
     Upstream,
-    event_from_message,
+)
+from custom_components.apsystems_ema_proxy.models import (
+    ProxyState,
+    answer_text,
+    command_name,
+    empty_ecu,
 )
 
 from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, load_state
+
+NO_UPLOAD = {"result": None, "at": None, "rtt_ms": None, "detail": None}
+
+
+def capture_state() -> ProxyState:
+    """Return the capture's state as the integration keeps it."""
+    return ProxyState.from_document(decode(Document, load_state("state_capture")))
 
 
 def capture_ecu() -> dict[str, Any]:
@@ -30,14 +48,13 @@ def capture_ecu() -> dict[str, Any]:
 
 
 def test_state_from_capture() -> None:
-    """The capture's state parses to the values the ECU reported."""
-    state = ProxyState.from_message(load_state("state_capture"))
-    ecu = state.ecus[CAPTURE_ECU]
+    """The capture's state holds the values the ECU reported."""
+    ecu = capture_state().ecus[CAPTURE_ECU]
     assert (ecu.model, ecu.power_w, ecu.lifetime_energy_kwh) == ("ECU-R", 190, 2127.9)
     assert ecu.last_seen == datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC)
     assert ecu.last_record_at == datetime(2024, 2, 6, 11, 22, 14)
     assert ecu.upstream == Upstream(
-        result="ok", at=datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC), rtt_ms=83.1
+        UpstreamResult.OK, datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC), 83.1, None
     )
     yc600 = ecu.inverters[YC600_ID]
     assert (yc600.family, yc600.type_code, yc600.three_phase) == ("YC600", "07", False)
@@ -45,121 +62,92 @@ def test_state_from_capture() -> None:
 
 
 def test_three_phase_inverter() -> None:
-    """phase_voltages_v marks three-phase inverters; bad entries are dropped."""
-    inverter = load_state("state_mixed")["ecus"]["215000000001"]["inverters"][
-        "502000006223"
-    ]
-    inverter["phase_voltages_v"] = [229, "x", 231.5]
-    parsed = InverterState.from_message(inverter)
-    assert parsed.three_phase
-    assert parsed.phase_voltages_v == (229.0, 231.5)
-
-
-def test_lenient_about_optional_values() -> None:
-    """Wrong types in optional fields become None instead of errors."""
-    ecu = capture_ecu() | {
-        "power_w": "190",
-        "inverters_online": True,
-        "warnings": ["clock", 3, ""],
-        "upstream": "broken",
-        "last_seen": "yesterday",
-        "inverters": {"x": "not an object"},
-    }
-    parsed = EcuState.from_message(ecu)
-    assert parsed.power_w is None
-    assert parsed.inverters_online is None
-    assert parsed.warnings == ("clock",)
-    assert parsed.upstream == Upstream()
-    assert parsed.last_seen is None
-    assert parsed.inverters == {}
-
-
-def test_time_without_offset_counts_as_utc() -> None:
-    """A last_seen without offset is read as UTC, never naive."""
-    parsed = EcuState.from_message(capture_ecu() | {"last_seen": "2024-02-06T10:22:20"})
-    assert parsed.last_seen == datetime(2024, 2, 6, 10, 22, 20, tzinfo=UTC)
+    """phase_voltages_v marks three-phase inverters."""
+    mixed = decode(Document, load_state("state_mixed"))
+    inverter = mixed.ecus["215000000001"].inverters["502000006223"]
+    assert inverter.three_phase
+    assert inverter.phase_voltages_v == [229.0, 231.0, 230.0]
 
 
 @pytest.mark.parametrize(
-    ("factory", "payload", "match"),
+    ("change", "where"),
     [
-        (ServerInfo.from_message, {"type": "server_info"}, "schema_version"),
-        (
-            ServerInfo.from_message,
-            {"type": "server_info", "schema_version": True, "server_id": "a"},
-            "schema_version",
-        ),
-        (
-            ServerInfo.from_message,
-            {"type": "server_info", "schema_version": 1, "server_id": ""},
-            "server_id",
-        ),
-        (EcuState.from_message, {"model": "ECU-R"}, "ecu_id"),
-        (InverterState.from_message, {"family": "QS1"}, "'id'"),
-        (ProxyState.from_message, {"ecus": []}, "ecus"),
-        (Frame.from_message, {"raw": "x"}, "seq"),
-        (ListenResult.from_message, {"state": None}, "last_seq"),
+        ({"power_w": "190"}, "$.power_w"),
+        ({"upstream": "broken"}, "$.upstream"),
+        ({"last_seen": "yesterday"}, "$.last_seen"),
+        ({"inverters": {"x": "not an object"}}, "$.inverters.x"),
     ],
 )
-def test_identifying_fields_are_required(
-    factory: Any, payload: dict[str, Any], match: str
+def test_values_of_the_wrong_type_are_refused(
+    change: dict[str, Any], where: str
 ) -> None:
-    """Missing ids and counters are reported as InvalidMessage."""
-    with pytest.raises(InvalidMessage, match=match):
-        factory(payload)
-
-
-def test_server_info_defaults() -> None:
-    """min_schema_version defaults to schema_version; version to unknown."""
-    info = ServerInfo.from_message(
-        {"type": "server_info", "server_id": "abc", "schema_version": 1}
-    )
-    assert info == ServerInfo("abc", "unknown", 1, 1, False)
+    """A value the contract does not admit is an error that names its path."""
+    with pytest.raises(ContractError, match=rf"^{re.escape(where)}:"):
+        decode(Ecu, capture_ecu() | change)
 
 
 def test_events_and_apply() -> None:
-    """Events parse by name and change only what they name."""
-    state = ProxyState.from_message(load_state("state_capture"))
+    """Events change only what they name."""
+    state = capture_state()
     ecu = capture_ecu() | {"power_w": 5}
-    record = event_from_message(
-        {"seq": 1, "event": "record", "data": {"ecu_id": CAPTURE_ECU, "ecu": ecu}}
+    record = decode_event(
+        {
+            "type": "event",
+            "seq": 1,
+            "event": "record",
+            "data": {"ecu_id": CAPTURE_ECU, "ecu": ecu, "late": False},
+        }
     )
-    assert isinstance(record, RecordEvent)
-    assert not record.late
+    assert record is not None
     assert state.apply(record).ecus[CAPTURE_ECU].power_w == 5
 
-    new_inverter = ecu["inverters"][YC600_ID] | {"id": "408000000001"}
-    added = event_from_message(
+    new_inverter = dict(ecu["inverters"][YC600_ID]) | {"id": "408000000001"}
+    added = decode_event(
         {
             "seq": 2,
             "event": "inverter_added",
             "data": {"ecu_id": CAPTURE_ECU, "inverter": new_inverter},
         }
     )
-    assert isinstance(added, InverterAddedEvent)
-    assert "408000000001" in state.apply(added).ecus[CAPTURE_ECU].inverters
+    assert added is not None
+    applied = state.apply(added).ecus[CAPTURE_ECU].inverters["408000000001"]
+    assert applied.peak_power_today_w is None  # its record event brings them
     assert state.ecus[CAPTURE_ECU].inverters.keys() == {YC600_ID, QS1_ID}
 
-    status = event_from_message(
+    status = decode_event(
         {
             "seq": 3,
             "event": "ecu_status",
-            "data": {"ecu_id": CAPTURE_ECU, "upstream": {"result": "cloudless"}},
+            "data": {
+                "ecu_id": CAPTURE_ECU,
+                "upstream": NO_UPLOAD | {"result": "cloudless"},
+            },
         }
     )
-    assert isinstance(status, EcuStatusEvent)
+    assert status is not None
     assert state.apply(status).ecus[CAPTURE_ECU].upstream.result == "cloudless"
 
-    assert event_from_message({"seq": 4, "event": "future", "data": {}}) is None
-    with pytest.raises(InvalidMessage, match="ecu"):
-        event_from_message({"seq": 5, "event": "record", "data": {"ecu_id": "1"}})
-    with pytest.raises(InvalidMessage, match="data"):
-        event_from_message({"seq": 6, "event": "record"})
+    unknown_ecu = decode_event(
+        {
+            "seq": 4,
+            "event": "ecu_status",
+            "data": {"ecu_id": "1", "upstream": NO_UPLOAD},
+        }
+    )
+    assert unknown_ecu is not None
+    assert state.apply(unknown_ecu).ecus["1"] == empty_ecu("1")
+
+    assert decode_event({"seq": 5, "event": "future", "data": {}}) is None
+    with pytest.raises(ContractError, match="ecu"):
+        decode_event({"seq": 6, "event": "record", "data": {"ecu_id": "1"}})
+    with pytest.raises(ContractError, match="data"):
+        decode_event({"seq": 7, "event": "record"})
 
 
 def test_listen_result_skips_unknown_events() -> None:
     """A replay keeps the events it understands, in order."""
-    result = ListenResult.from_message(
+    result = decode(
+        ListenResult,
         {
             "last_seq": 9,
             "state": None,
@@ -168,11 +156,38 @@ def test_listen_result_skips_unknown_events() -> None:
                 {
                     "seq": 9,
                     "event": "ecu_status",
-                    "data": {"ecu_id": CAPTURE_ECU, "upstream": None},
+                    "data": {"ecu_id": CAPTURE_ECU, "upstream": NO_UPLOAD},
                 },
-                "junk",
             ],
-        }
+        },
     )
     assert result.state is None
     assert [e.seq for e in result.events] == [9]
+    with pytest.raises(ContractError, match=r"events\[0\]"):
+        decode(ListenResult, {"last_seq": 9, "state": None, "events": ["junk"]})
+
+
+def test_command_words() -> None:
+    """The command shown is the inner one; the answer names its result."""
+    command = EmaCommandData(
+        at=datetime(2024, 2, 6, tzinfo=UTC),
+        ecu_id=CAPTURE_ECU,
+        command="A101",
+        inner_command="A105",
+        action="set_time_zone",
+        changes_plant=True,
+        parameters={},
+        raw_text=None,
+        outcome=CommandOutcome.FORWARDED,
+        blocked=False,
+        guard=GuardMode.OFF,
+        answer=None,
+        blocked_count=0,
+    )
+    assert command_name(command) == "A105"
+    assert answer_text(command) is None
+    assert command_name(dataclasses.replace(command, inner_command=None)) == "A101"
+    acknowledged = CommandAnswer("A100", "acknowledgement", "done", {})
+    assert answer_text(dataclasses.replace(command, answer=acknowledged)) == (
+        "acknowledgement: done"
+    )

@@ -369,7 +369,7 @@ async def test_repair_issue_when_mqtt_discovery_shows_the_same_devices(
     mock_config_entry: MockConfigEntry,
     mqtt_discovery: bool,
 ) -> None:
-    service.server_info_extra = {"mqtt_discovery": mqtt_discovery}
+    service.mqtt_discovery = mqtt_discovery
     mock_config_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()

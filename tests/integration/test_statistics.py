@@ -55,7 +55,7 @@ async def test_energy_this_hour_sums_across_the_hour(
     # ECU time and energy of each upload: 5 Wh a round, the hour changing at 12:00.
     uploads = [first + timedelta(minutes=5 * n) for n in range(8)]
     # The service's figure at setup: 15.2 Wh in the ECU's hour from 11:00.
-    hour_energy = {datetime(2024, 2, 6, 11, 0, tzinfo=zone): 0.0152}
+    hour_energy = {datetime(2024, 2, 6, 11, 0, tzinfo=zone): 0.015213}
     for moment in uploads:
         hour = moment.replace(minute=0)
         hour_energy[hour] = round(hour_energy.get(hour, 0.0) + 0.005, 6)

@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 
 import jsonschema
 import pytest
+from documents import command_json
 from stand_ins import CAPTURE, ECU_HOST, EMA_HOST, EmaConnection, FakeEcu, StandInEma
 from stand_ins import free_port_pair as free_port
 
 from ecu_proxy.cloudless import encode_no_more_commands
 from ecu_proxy.commands import FILE_NAME, CommandLog
+from ecu_proxy.contract.constants import GuardMode
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_control_poll
-from ecu_proxy.guard import GuardMode
 from ecu_proxy.hub import Event, Hub
 from ecu_proxy.models import Direction, FrameEvent
 from ecu_proxy.options import Options
@@ -50,10 +51,12 @@ EMA = Direction.EMA_TO_ECU
 
 def test_a_command_and_its_acknowledgement_become_one_entry(tmp_path: Path) -> None:
     log = CommandLog(tmp_path, clock=lambda: NOW)
-    assert log.observe(event(1, ECU, POLL), blocked=False, guard="off") == []
-    assert log.observe(event(1, EMA, SET_ZONE), blocked=False, guard="off") == []
-    [entry] = log.observe(event(1, ECU, ACK_ZONE), blocked=False, guard="off")
-    assert entry.as_dict() == {
+    assert log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF) == []
+    assert (
+        log.observe(event(1, EMA, SET_ZONE), blocked=False, guard=GuardMode.OFF) == []
+    )
+    [entry] = log.observe(event(1, ECU, ACK_ZONE), blocked=False, guard=GuardMode.OFF)
+    assert command_json(entry) == {
         "at": NOW.isoformat(),
         "ecu_id": ECU_ID,
         "command": "A105",
@@ -78,15 +81,17 @@ def test_a_command_and_its_acknowledgement_become_one_entry(tmp_path: Path) -> N
         },
     }
     # "No more commands" and the next poll are not commands.
-    assert log.observe(event(2, ECU, POLL), blocked=False, guard="off") == []
-    assert log.observe(event(2, EMA, NO_MORE), blocked=False, guard="off") == []
+    assert log.observe(event(2, ECU, POLL), blocked=False, guard=GuardMode.OFF) == []
+    assert log.observe(event(2, EMA, NO_MORE), blocked=False, guard=GuardMode.OFF) == []
     assert len(log.entries(ECU_ID)) == 1
 
 
 def test_a_blocked_command_is_finished_at_once(tmp_path: Path) -> None:
     log = CommandLog(tmp_path, clock=lambda: NOW)
-    log.observe(event(1, ECU, POLL), blocked=False, guard="block_changes")
-    [entry] = log.observe(event(1, EMA, SWITCH), blocked=True, guard="block_changes")
+    log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.BLOCK_CHANGES)
+    [entry] = log.observe(
+        event(1, EMA, SWITCH), blocked=True, guard=GuardMode.BLOCK_CHANGES
+    )
     assert entry.outcome == "blocked"
     assert entry.answer is None
     assert entry.parameters == {"scope": "all_on", "count": 0, "inverter_ids": []}
@@ -94,9 +99,9 @@ def test_a_blocked_command_is_finished_at_once(tmp_path: Path) -> None:
 
 def test_an_unanswered_command_closes_at_the_next_poll(tmp_path: Path) -> None:
     log = CommandLog(tmp_path, clock=lambda: NOW)
-    log.observe(event(1, ECU, POLL), blocked=False, guard="off")
-    assert log.observe(event(1, EMA, SWITCH), blocked=False, guard="off") == []
-    [entry] = log.observe(event(2, ECU, POLL), blocked=False, guard="off")
+    log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
+    assert log.observe(event(1, EMA, SWITCH), blocked=False, guard=GuardMode.OFF) == []
+    [entry] = log.observe(event(2, ECU, POLL), blocked=False, guard=GuardMode.OFF)
     assert entry.action == "switch_inverters"
     assert entry.answer is None
 
@@ -106,8 +111,8 @@ async def test_entries_survive_a_restart_and_expire_after_the_retention(
 ) -> None:
     clock = [NOW]
     log = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
-    log.observe(event(1, ECU, POLL), blocked=False, guard="off")
-    log.observe(event(1, EMA, SWITCH), blocked=True, guard="off")
+    log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
+    log.observe(event(1, EMA, SWITCH), blocked=True, guard=GuardMode.OFF)
     log.schedule_save()
     await log.close()
     saved = json.loads((tmp_path / FILE_NAME).read_text())
@@ -115,8 +120,8 @@ async def test_entries_survive_a_restart_and_expire_after_the_retention(
 
     again = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
     again.load()
-    assert [e.as_dict() for e in again.entries(ECU_ID)] == [
-        e.as_dict() for e in log.entries(ECU_ID)
+    assert [command_json(e) for e in again.entries(ECU_ID)] == [
+        command_json(e) for e in log.entries(ECU_ID)
     ]
     clock[0] = NOW + timedelta(days=3)
     later = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from documents import frame_json
 
 from ecu_proxy.control import PLANT_CHANGING, Action, decode_control
 from ecu_proxy.decoder import decode_frame
@@ -247,7 +248,7 @@ def test_unknown_command_keeps_its_raw_text() -> None:
     assert frame.control.raw_text == (
         "000200000000000000END201703150001U201703150002END201703220001U201703220002END"
     )
-    out = frame.as_dict()
+    out = frame_json(frame)
     assert out["action"] == "unknown"
     assert out["raw_text"] == frame.control.raw_text
 
@@ -303,7 +304,7 @@ def test_switch_list_carries_inverter_ids() -> None:
 
 def test_json_form_of_a_control_frame() -> None:
     frame = decode_frame((CONTROL / "09_fwlog_EMA_A105-set-timezone.txt").read_bytes())
-    assert frame.as_dict() == {
+    assert frame_json(frame) == {
         "kind": "control",
         "version": "13",
         "length": 57,

@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from documents import guard_json
 
+from ecu_proxy.contract.constants import GuardMode
 from ecu_proxy.control import PLANT_CHANGING
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.guard import (
     BLOCKABLE_ACTIONS,
     CommandGate,
     Guard,
-    GuardMode,
     GuardSettings,
 )
 from ecu_proxy.options import Options, OptionsError, options_from_mapping
@@ -93,7 +94,7 @@ def test_a_blocked_command_is_counted_each_time_and_logged_once_a_day(
     now[0] += timedelta(days=1)
     block(4, SWITCH)
     assert len(caplog.records) == 3  # and again the next day
-    assert guard.as_dict() == {
+    assert guard_json(guard) == {
         "mode": "block_changes",
         "blocked_actions": [],
         "blocked_total": 4,

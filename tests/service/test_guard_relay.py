@@ -27,8 +27,9 @@ from stand_ins import (
 )
 
 from ecu_proxy.cloudless import encode_no_more_commands
+from ecu_proxy.contract.constants import GuardMode
 from ecu_proxy.encoder import encode_control_poll
-from ecu_proxy.guard import Guard, GuardMode, GuardSettings
+from ecu_proxy.guard import Guard, GuardSettings
 from ecu_proxy.models import Direction
 from ecu_proxy.options import Options
 from ecu_proxy.upstream import UpstreamResolver

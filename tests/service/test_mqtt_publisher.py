@@ -32,6 +32,8 @@ from mqtt_broker import (
 from records import CAPTURE, ECU_ID, inverter, raw_inverter
 from stand_ins import FakeEcu, free_port
 
+from ecu_proxy.contract.constants import CommandOutcome, GuardMode
+from ecu_proxy.contract.messages import EmaCommandData, EmaCommandEvent
 from ecu_proxy.hub import Hub
 from ecu_proxy.models import UpstreamReport, UpstreamResult
 from ecu_proxy.mqtt.entities import RETIRED_ECU_ENTITIES
@@ -248,13 +250,13 @@ async def test_state_payloads_match_the_state_schema(
         )
     snapshot = hub.snapshot()["ecus"][ECU_ID]
     ecu_payload = json.loads(received.text(state_topic(ECU_ID)) or "")
-    jsonschema.validate(ecu_payload, schema_of("ecu", drop=("inverters", "commands")))
+    jsonschema.validate(ecu_payload, schema_of("Ecu", drop=("inverters", "commands")))
     assert ecu_payload == {
         k: v for k, v in snapshot.items() if k not in ("inverters", "commands")
     }
     for inv_id in (YC600, QS1, YC1000, UNKNOWN):
         payload = json.loads(received.text(state_topic(ECU_ID, inv_id)) or "")
-        jsonschema.validate(payload, schema_of("inverter"))
+        jsonschema.validate(payload, schema_of("Inverter"))
         assert payload == snapshot["inverters"][inv_id]
         availability = received.text(f"{PREFIX}/{ECU_ID}/{inv_id}/availability")
         assert availability == "online"
@@ -339,13 +341,26 @@ async def test_ema_command_events_reach_their_topic(
     topic = f"{PREFIX}/{ECU_ID}/ema_command"
     async with subscriber(broker.port) as (_client, received):
         await publisher.connected.wait()
-        hub._publish(  # a hub event as the EMA command decoding will emit it
-            "ema_command_seen", {"ecu_id": ECU_ID, "command": "set_power_limit"}
+        command = EmaCommandData(
+            at=datetime(2024, 2, 6, 10, 0, tzinfo=UTC),
+            ecu_id=ECU_ID,
+            command="A110",
+            inner_command="A110",
+            action="set_max_power",
+            changes_plant=True,
+            parameters={},
+            raw_text=None,
+            outcome=CommandOutcome.FORWARDED,
+            blocked=False,
+            guard=GuardMode.OFF,
+            answer=None,
+            blocked_count=0,
         )
+        hub._publish(EmaCommandEvent(seq=hub.last_seq + 1, data=command))
         await received.wait_for(lambda: received.text(topic) is not None)
     message = json.loads(received.text(topic) or "")
-    assert message["event"] == "ema_command_seen"
-    assert message["command"] == "set_power_limit"
+    assert message["event"] == "ema_command"
+    assert message["action"] == "set_max_power"
     assert message["ecu_id"] == ECU_ID
 
 

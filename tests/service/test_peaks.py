@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from documents import ecus_json
 from records import ECU_ID, channel, inverter, record
 
 from ecu_proxy.contract.codec import ContractError, decode, encode
@@ -35,7 +36,7 @@ def _apply(state: LiveState, frame: DecodedFrame) -> None:
 
 
 def _ecu(state: LiveState) -> dict[str, object]:
-    doc: dict[str, object] = state.as_dict()[ECU_ID]
+    doc: dict[str, object] = ecus_json(state)[ECU_ID]
     return doc
 
 
@@ -111,7 +112,7 @@ def test_peaks_survive_persistence() -> None:
     _apply(state, _record(MORNING, 100, 70, 1.0))
     text = json.dumps(encode(state))
     restored = decode(LiveState, json.loads(text))
-    assert restored.as_dict() == state.as_dict()
+    assert ecus_json(restored) == ecus_json(state)
     _apply(restored, _record(MORNING + timedelta(minutes=5), 10, 10, 1.0))
     assert _ecu(restored)["peak_power_today_w"] == 340
     assert _ecu(restored)["energy_this_hour_kwh"] == 0.008

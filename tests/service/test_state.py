@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from documents import ecu_json, ecus_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,7 +87,7 @@ def record(
 
 
 def ecu_doc(state: LiveState, ecu_id: str = ECU) -> dict[str, object]:
-    return state.ecus[ecu_id].as_dict()
+    return ecu_json(state.ecus[ecu_id])
 
 
 def test_first_record_sets_live_values_and_energy() -> None:
@@ -98,7 +99,7 @@ def test_first_record_sets_live_values_and_energy() -> None:
     assert outcome.status == RecordStatus.NEW
     assert outcome.new_ecu
     assert outcome.added_inverters == (YC600, QS1)
-    doc = state.ecus[ECU].as_dict()
+    doc = ecu_json(state.ecus[ECU])
     assert doc["model"] == "ECU-R"
     assert doc["power_w"] == 190.0
     assert doc["lifetime_energy_kwh"] == 2127.9
@@ -193,7 +194,7 @@ def test_midnight_rollover_resets_today_for_all_inverters() -> None:
     assert ecu.inverters[QS1].total_mwh == 16000
     assert ecu.inverters[QS1].online is False
     assert ecu.inverters[YC600].online is True
-    doc = ecu.as_dict()
+    doc = ecu_json(ecu)
     assert doc["inverters_online"] == 1
     assert doc["inverter_count"] == 1
     assert set(doc["inverters"]) == {YC600, QS1}
@@ -264,7 +265,7 @@ def test_two_ecus_are_independent() -> None:
     assert state.ecus[ECU].today_mwh == 2828
     assert state.ecus[ECU2].today_mwh == 20000
     assert set(state.ecus[ECU2].inverters) == {"801000085070"}
-    assert list(state.as_dict()) == sorted([ECU, ECU2])
+    assert list(ecus_json(state)) == sorted([ECU, ECU2])
 
 
 def test_unknown_inverter_type_is_kept_raw() -> None:
@@ -284,7 +285,7 @@ def test_unknown_inverter_type_is_kept_raw() -> None:
     state = LiveState()
     outcome = state.apply_record(record(DAY, (inverter(), unknown)), RECEIVED)
     assert outcome.added_inverters == (YC600, "703000021300")
-    doc = state.ecus[ECU].as_dict()["inverters"]["703000021300"]
+    doc = ecu_json(state.ecus[ECU])["inverters"]["703000021300"]
     assert doc["raw"] == raw_block
     assert doc["type_code"] == "99"
     assert doc["online"] is True
@@ -309,7 +310,7 @@ def test_inverter_energy_without_channels_uses_block_energy() -> None:
     )
     state = LiveState()
     state.apply_record(record(DAY, (block,)), RECEIVED)
-    inv = state.ecus[ECU].as_dict()["inverters"]["502000006223"]
+    inv = ecu_json(state.ecus[ECU])["inverters"]["502000006223"]
     assert inv["energy_total_kwh"] == pytest.approx(0.0415)
     assert inv["phase_voltages_v"] == [230.0, 231.0, 229.0]
 
@@ -407,7 +408,7 @@ def test_upstream_result_is_per_ecu() -> None:
     at = datetime(2024, 2, 6, 10, 0, 6, tzinfo=UTC)
     report = UpstreamReport(ECU, 8995, UpstreamResult.OK, at, rtt_ms=83.14)
     assert state.apply_upstream(report) == ECU
-    up = state.ecus[ECU].as_dict()["upstream"]
+    up = ecu_json(state.ecus[ECU])["upstream"]
     assert up == {
         "result": "ok",
         "at": "2024-02-06T10:00:06+00:00",
@@ -428,7 +429,7 @@ def test_persisted_form_round_trips_and_keeps_dedupe() -> None:
     )
     text = json.dumps(encode(state))
     restored = decode(LiveState, json.loads(text))
-    assert restored.as_dict() == state.as_dict()
+    assert ecus_json(restored) == ecus_json(state)
     again = restored.apply_record(record(DAY), RECEIVED)
     assert again.status == RecordStatus.DUPLICATE
     assert restored.stored_timestamps(ECU) == state.stored_timestamps(ECU)

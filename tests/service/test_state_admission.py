@@ -7,6 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from documents import ecus_json
+
 from ecu_proxy import state as state_module
 from ecu_proxy.contract.codec import decode, encode
 from ecu_proxy.ecu_admission import (
@@ -155,7 +157,7 @@ def test_forged_inverters_under_the_real_id_stay_within_the_cap() -> None:
     assert YC600 in ecu.inverters  # confirmed: never pushed out
     assert ecu.inverters[YC600].online
     assert persisted_size(state) < MAX_INVERTERS_PER_ECU * 1_000
-    assert len(json.dumps(state.as_dict())) < MAX_INVERTERS_PER_ECU * 1_000
+    assert len(json.dumps(ecus_json(state))) < MAX_INVERTERS_PER_ECU * 1_000
 
 
 def test_a_new_real_inverter_replaces_an_unconfirmed_one() -> None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from documents import frame_json
 from records import VECTORS
 
 from ecu_proxy.decoder import decode_frame
@@ -267,7 +268,7 @@ def test_vector_decodes_as_documented(entry: dict[str, Any]) -> None:
     assert frame.kind not in (FrameKind.INVALID, FrameKind.UNKNOWN), frame.error
     assert frame == decode_frame(data, direction)  # the file as it is, LF and all
     check(frame, raw.decode("ascii"), expected_of(entry))
-    json.dumps(frame.as_dict())
+    json.dumps(frame_json(frame))
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])

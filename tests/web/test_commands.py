@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ecu_proxy.guard import GuardMode
+from ecu_proxy.contract.constants import GuardMode
 
 from .harness import ECU_ID, Plant, control_frame, open_page
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from records import channel, inverter, record
 
-from ecu_proxy.guard import GuardMode
+from ecu_proxy.contract.constants import GuardMode
 
 from .harness import UI_DIR, Plant, control_frame, open_page
 

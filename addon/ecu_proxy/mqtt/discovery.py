@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..contract.constants import EMA_URL
 from .availability import STALE_AFTER
 from .entities import (
     AC_VOLTAGE,
@@ -35,7 +36,6 @@ ORIGIN_NAME = "APsystems ECU Proxy"
 SERVICE_MANUFACTURER = "APsystems ECU Proxy project"
 SERVICE_MODEL = "ECU Proxy"
 PROJECT_URL = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
-EMA_URL = "https://www.apsystemsema.com"
 
 
 def ecu_shape(ecu: dict[str, Any]) -> tuple[Any, ...]:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ..hub import Event
 from ..options import OptionsError
+from ..outbox import Event
 from .availability import STALE_AFTER
 from .config import resolve_settings
 from .mirror import TopicMirror
@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import timedelta
 
-    from ..hub import Hub, Subscription
+    from ..hub import Hub
     from ..options import Options
+    from ..outbox import Subscription
     from .config import BrokerService, MqttSettings
 
 _LOGGER = logging.getLogger(__name__)

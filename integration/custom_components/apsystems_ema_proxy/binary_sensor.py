@@ -14,6 +14,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .contract.state import Ecu, Inverter, Upstream
 from .coordinator import EmaProxyConfigEntry
 from .entity import (
     EmaProxyEntity,
@@ -21,7 +22,7 @@ from .entity import (
     EntitySpec,
     async_add_dynamic_entities,
 )
-from .models import EcuState, InverterState, ProxyState, Upstream
+from .models import ProxyState
 
 # Push platform: nothing to poll, no limit needed.
 PARALLEL_UPDATES = 0
@@ -31,17 +32,17 @@ PARALLEL_UPDATES = 0
 class EcuBinarySensorEntityDescription(BinarySensorEntityDescription):
     """Describes a binary sensor of an ECU."""
 
-    value_fn: Callable[[EcuState], bool | None]
+    value_fn: Callable[[Ecu], bool | None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class InverterBinarySensorEntityDescription(BinarySensorEntityDescription):
     """Describes a binary sensor of an inverter."""
 
-    value_fn: Callable[[InverterState], bool | None]
+    value_fn: Callable[[Inverter], bool | None]
 
 
-def _upload_ok(ecu: EcuState) -> bool | None:
+def _upload_ok(ecu: Ecu) -> bool | None:
     """Return whether the last upload reached EMA; None before the first one.
 
     In cloudless mode nothing is uploaded, so there is nothing to judge either.
@@ -74,7 +75,7 @@ EMA_REACHABLE_SENSOR = BinarySensorEntityDescription(
 )
 
 
-def ema_reachable(ecus: Mapping[str, EcuState]) -> bool | None:
+def ema_reachable(ecus: Mapping[str, Ecu]) -> bool | None:
     """Return whether the newest upload of any ECU reached EMA.
 
     None before any upload and in cloudless mode, where nothing is uploaded.

@@ -12,6 +12,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from .contract.codec import ContractError, decode
+from .contract.constants import (
+    DEFAULT_API_PORT,
+    MIN_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    CloseCode,
+)
+from .contract.messages import (
+    Event,
+    FramesPage,
+    ListenResult,
+    ServerInfo,
+    StateResult,
+    decode_event,
+)
 from .exceptions import (
     CannotConnect,
     ConnectionClosed,
@@ -21,31 +36,19 @@ from .exceptions import (
     InvalidMessage,
     NotConnected,
 )
-from .models import (
-    Event,
-    Frame,
-    ListenResult,
-    ProxyState,
-    ServerInfo,
-    event_from_message,
-)
+from .models import ProxyState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+    from .contract.frames import Frame
+
 LOGGER = logging.getLogger(__package__)
 
-# The API schema versions this client understands, in one place.
-MIN_SERVER_SCHEMA_VERSION: Final = 1
-MAX_SERVER_SCHEMA_VERSION: Final = 1
-
-# The service's API port, assumed when an address names none.
-DEFAULT_API_PORT: Final = 8990
-
-CLOSE_AUTH_FAILED: Final = 4001
-CLOSE_TOO_SLOW: Final = 4002
-CLOSE_INCOMPATIBLE_SCHEMA: Final = 4003
+# The API schema versions this client understands: those of its contract.
+MIN_SERVER_SCHEMA_VERSION: Final = MIN_SCHEMA_VERSION
+MAX_SERVER_SCHEMA_VERSION: Final = SCHEMA_VERSION
 
 _CLOSED_TYPES: Final = (
     aiohttp.WSMsgType.CLOSE,
@@ -105,6 +108,14 @@ def normalize_url(text: str) -> str:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = f"{host}:{DEFAULT_API_PORT}" if bare else host
     return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def read[T](kind: type[T], data: Any, what: str) -> T:
+    """Return a message of the contract; InvalidMessage says what did not match."""
+    try:
+        return decode(kind, data)
+    except ContractError as err:
+        raise InvalidMessage(f"{what}: {err}") from err
 
 
 def check_schema(info: ServerInfo) -> None:
@@ -182,7 +193,10 @@ class Client:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
             raise CannotConnect(connect_error_text(err)) from err
         try:
-            info = ServerInfo.from_message(await self._receive_setup(ws))
+            greeting = await self._receive_setup(ws)
+            if greeting.get("type") != "server_info":
+                raise InvalidMessage("the service did not start with server_info")  # noqa: TRY301
+            info = read(ServerInfo, greeting, "server_info")
             LOGGER.debug(
                 "Connected to ECU proxy %s (version %s, schema %s..%s)",
                 info.server_id,
@@ -212,9 +226,9 @@ class Client:
             raise CannotConnect("the service did not answer in time") from err
         if msg.type in _CLOSED_TYPES:
             code = ws.close_code
-            if code == CLOSE_AUTH_FAILED:
+            if code == CloseCode.AUTH_FAILED:
                 raise InvalidAuth("the service rejected the token")
-            if code == CLOSE_INCOMPATIBLE_SCHEMA:
+            if code == CloseCode.INCOMPATIBLE_SCHEMA:
                 raise CannotConnect("the service closed: incompatible schema")
             raise CannotConnect(f"the service closed the connection ({code})")
         if msg.type is not aiohttp.WSMsgType.TEXT:
@@ -297,9 +311,9 @@ class Client:
         code = ws.close_code
         if isinstance(ws.exception(), aiohttp.ServerTimeoutError):
             return ConnectionClosed("the service stopped answering pings")
-        if code == CLOSE_AUTH_FAILED:
+        if code == CloseCode.AUTH_FAILED:
             return InvalidAuth("the service rejected the token")
-        if code == CLOSE_INCOMPATIBLE_SCHEMA and self.server_info is not None:
+        if code == CloseCode.INCOMPATIBLE_SCHEMA and self.server_info is not None:
             info = self.server_info
             return IncompatibleSchema(
                 info.schema_version,
@@ -307,7 +321,7 @@ class Client:
                 MIN_SERVER_SCHEMA_VERSION,
                 MAX_SERVER_SCHEMA_VERSION,
             )
-        if code == CLOSE_TOO_SLOW:
+        if code == CloseCode.TOO_SLOW:
             return ConnectionClosed("the service dropped us as too slow", code)
         return ConnectionClosed(f"the service closed the connection ({code})", code)
 
@@ -329,8 +343,7 @@ class Client:
                             str(data.get("error_code")),
                             _str_or_none(data.get("details")),
                         )
-                    result = data.get("result")
-                    on_start(ListenResult.from_message(result if result else {}))
+                    on_start(read(ListenResult, data.get("result"), "start_listening"))
                     return
                 future = self._pending.pop(message_id, None)
                 if future is None or future.done():
@@ -349,8 +362,8 @@ class Client:
                     )
             case "event":
                 try:
-                    event = event_from_message(data)
-                except InvalidMessage as err:
+                    event = decode_event(data)
+                except ContractError as err:
                     LOGGER.warning("Ignoring a malformed event: %s", err)
                     return
                 if event is None:
@@ -391,19 +404,13 @@ class Client:
     async def get_state(self) -> ProxyState:
         """Return the service's current state document."""
         result = await self.async_send_command("get_state")
-        state = result.get("state")
-        if not isinstance(state, dict):
-            raise InvalidMessage("get_state: 'state' is missing")
-        return ProxyState.from_message(state)
+        return ProxyState.from_document(read(StateResult, result, "get_state").state)
 
     async def get_frames(self, limit: int | None = None) -> list[Frame]:
         """Return the last raw frames, newest last."""
         args = {} if limit is None else {"limit": limit}
         result = await self.async_send_command("get_frames", **args)
-        frames = result.get("frames")
-        if not isinstance(frames, list):
-            raise InvalidMessage("get_frames: 'frames' is missing")
-        return [Frame.from_message(f) for f in frames if isinstance(f, dict)]
+        return read(FramesPage, result, "get_frames").frames
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -28,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - older Cores validate with voluptuous
     import voluptuous as vol  # type: ignore[no-redef]
 
-from .client import DEFAULT_API_PORT, Client, build_url, normalize_url
+from .client import Client, build_url, normalize_url
 from .const import (
     CONF_ADDON_SLUG,
     CONF_NO_DATA_TIMEOUT,
@@ -40,8 +40,9 @@ from .const import (
     MIN_NO_DATA_TIMEOUT,
     addon_page_url,
 )
+from .contract.constants import DEFAULT_API_PORT
+from .contract.messages import ServerInfo
 from .exceptions import IncompatibleSchema, InvalidAuth, ProxyClientError
-from .models import ServerInfo
 
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 

@@ -5,7 +5,9 @@ from typing import Final
 
 from homeassistant.const import Platform
 
-DOMAIN: Final = "apsystems_ema_proxy"
+from .contract import constants
+
+DOMAIN: Final = constants.DOMAIN
 LOGGER: Final = logging.getLogger(__package__)
 
 PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
@@ -23,7 +25,7 @@ MANUFACTURER: Final = "APsystems"
 SERVICE_MANUFACTURER: Final = "APsystems ECU Proxy project"
 PROJECT_URL: Final = "https://github.com/apsystems-ecu-proxy/apsystems-ecu-proxy"
 ISSUE_TRACKER_URL: Final = f"{PROJECT_URL}/issues"
-EMA_URL: Final = "https://www.apsystemsema.com"
+EMA_URL: Final = constants.EMA_URL
 
 # How long without any ECU data before the "no ECU data" repair issue is raised.
 NO_ECU_DATA_ISSUE_AFTER_HOURS: Final = 24

@@ -24,6 +24,8 @@ from .const import (
     RECONNECT_MAX_DELAY,
     RECONNECT_MIN_DELAY,
 )
+from .contract.messages import EmaCommandEvent, Event, ListenResult
+from .contract.state import Ecu, Inverter
 from .devices import (
     async_get_entry_device,
     async_register_ecu,
@@ -31,14 +33,7 @@ from .devices import (
     async_register_inverter,
 )
 from .exceptions import CannotConnect, IncompatibleSchema, InvalidAuth, ProxyClientError
-from .models import (
-    EcuState,
-    EmaCommandEvent,
-    Event,
-    InverterState,
-    ListenResult,
-    ProxyState,
-)
+from .models import ProxyState
 
 type EmaProxyConfigEntry = ConfigEntry[EmaProxyCoordinator]
 
@@ -266,7 +261,7 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
     def _on_start(self, result: ListenResult) -> None:
         """Take a full state, or replay the events missed while disconnected."""
         if result.state is not None:
-            self.data = result.state
+            self.data = ProxyState.from_document(result.state)
         else:
             for event in result.events:
                 self.data = self.data.apply(event)
@@ -322,17 +317,17 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
 
     # ------------------------------------------------------------------ staleness
 
-    def ecu(self, ecu_id: str) -> EcuState | None:
+    def ecu(self, ecu_id: str) -> Ecu | None:
         """Return the state of one ECU."""
         return self.data.ecus.get(ecu_id)
 
-    def inverter(self, ecu_id: str, inverter_id: str) -> InverterState | None:
+    def inverter(self, ecu_id: str, inverter_id: str) -> Inverter | None:
         """Return the state of one inverter, from the ECU that reported it last.
 
         After an ECU is replaced the service lists the inverter under both ECUs;
         the newer report wins, so the inverter's sensors follow the new ECU.
         """
-        newest: InverterState | None = None
+        newest: Inverter | None = None
         newest_key = (datetime.min.replace(tzinfo=UTC), False)
         for ecu in self.data.ecus.values():
             found = ecu.inverters.get(inverter_id)
@@ -409,6 +404,6 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         }
 
 
-def _seen(inverter: InverterState) -> datetime:
+def _seen(inverter: Inverter) -> datetime:
     """Return when the inverter was last reported (the epoch if never)."""
     return inverter.last_seen or datetime.min.replace(tzinfo=UTC)

@@ -15,7 +15,8 @@ from .const import (
     SERVICE_MANUFACTURER,
     addon_page_url,
 )
-from .models import EcuState, InverterState, ServerInfo
+from .contract.messages import ServerInfo
+from .contract.state import Ecu, Inverter
 
 
 def via_device_kwargs(
@@ -71,7 +72,7 @@ def async_register_hub(
 
 @callback
 def async_register_ecu(
-    hass: HomeAssistant, entry: ConfigEntry, ecu: EcuState
+    hass: HomeAssistant, entry: ConfigEntry, ecu: Ecu
 ) -> dr.DeviceEntry:
     """Register an ECU, linked to the proxy."""
     assert entry.unique_id is not None
@@ -90,7 +91,7 @@ def async_register_ecu(
 
 @callback
 def async_register_inverter(
-    hass: HomeAssistant, entry: ConfigEntry, ecu_id: str, inverter: InverterState
+    hass: HomeAssistant, entry: ConfigEntry, ecu_id: str, inverter: Inverter
 ) -> dr.DeviceEntry:
     """Register an inverter, linked to its ECU."""
     family = "Inverter" if inverter.unknown_type else inverter.family

@@ -14,7 +14,8 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from .const import DOMAIN, ISSUE_EMA_COMMAND_GUARD_OFF
-from .models import EmaCommandEvent
+from .contract.messages import EmaCommandEvent
+from .models import command_name
 
 if TYPE_CHECKING:
     from .coordinator import EmaProxyCoordinator
@@ -131,29 +132,30 @@ def async_handle_ema_command(
     hass: HomeAssistant, coordinator: "EmaProxyCoordinator", event: EmaCommandEvent
 ) -> None:
     """Fire the bus event and the entity signal; raise or clear the guard issue."""
+    command = event.data
     entry_id = coordinator.config_entry.entry_id
-    name = ecu_name(coordinator, event.ecu_id)
+    name = ecu_name(coordinator, command.ecu_id)
     hass.bus.async_fire(
         EVENT_EMA_COMMAND,
         {
             "entry_id": entry_id,
-            "ecu_id": event.ecu_id,
+            "ecu_id": command.ecu_id,
             "ecu_name": name,
-            "action": event.action,
-            "command": event.command,
-            "blocked": event.blocked,
-            "changes_plant": event.changes_plant,
-            "parameters": dict(event.parameters),
+            "action": command.action,
+            "command": command_name(command),
+            "blocked": command.blocked,
+            "changes_plant": command.changes_plant,
+            "parameters": dict(command.parameters),
             "message": describe(
-                name, event.action, event.parameters, blocked=event.blocked
+                name, command.action, command.parameters, blocked=command.blocked
             ),
         },
     )
-    async_dispatcher_send(hass, signal_ema_command(entry_id, event.ecu_id), event)
+    async_dispatcher_send(hass, signal_ema_command(entry_id, command.ecu_id), command)
     issue_id = f"{ISSUE_EMA_COMMAND_GUARD_OFF}_{entry_id}"
-    if event.guard != "off":
+    if command.guard != "off":
         ir.async_delete_issue(hass, DOMAIN, issue_id)
-    elif event.changes_plant and not event.blocked:
+    elif command.changes_plant and not command.blocked:
         ir.async_create_issue(
             hass,
             DOMAIN,
@@ -163,6 +165,6 @@ def async_handle_ema_command(
             translation_key="ema_command_guard_off",
             translation_placeholders={
                 "ecu": name,
-                "request": describe_request(event.action, event.parameters),
+                "request": describe_request(command.action, command.parameters),
             },
         )

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from homeassistant.helpers.entity import EntityDescription
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .models import ChannelState, EcuState, InverterState, ProxyState
+    from .contract.state import Channel, Ecu, Inverter
+    from .models import ProxyState
 
 
 class EntitySpec(NamedTuple):
@@ -92,12 +93,12 @@ class EmaProxyEntity(CoordinatorEntity[EmaProxyCoordinator]):
         )
 
     @property
-    def ecu(self) -> EcuState | None:
+    def ecu(self) -> Ecu | None:
         """Return the state of the entity's ECU."""
         return self.coordinator.ecu(self.ecu_id)
 
     @property
-    def inverter_state(self) -> InverterState | None:
+    def inverter_state(self) -> Inverter | None:
         """Return the state of the entity's inverter.
 
         An inverter may move to a replacement ECU: see EmaProxyCoordinator.inverter.
@@ -107,7 +108,7 @@ class EmaProxyEntity(CoordinatorEntity[EmaProxyCoordinator]):
         return self.coordinator.inverter(self.ecu_id, self.inverter_id)
 
     @property
-    def channel_state(self) -> ChannelState | None:
+    def channel_state(self) -> Channel | None:
         """Return the state of the entity's DC channel."""
         if (inverter := self.inverter_state) is None:
             return None

@@ -8,10 +8,11 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .contract.messages import EmaCommandData
 from .coordinator import EmaProxyConfigEntry
 from .ema_commands import ACTIONS, describe, ecu_name, signal_ema_command
 from .entity import EmaProxyEntity, EntitySpec, async_add_dynamic_entities
-from .models import EmaCommandEvent, ProxyState
+from .models import ProxyState, answer_text, command_name
 
 PARALLEL_UPDATES = 0
 
@@ -54,22 +55,22 @@ class EmaCommandEntity(EmaProxyEntity, EventEntity):
         )
 
     @callback
-    def _async_command(self, event: EmaCommandEvent) -> None:
-        action = event.action if event.action in ACTIONS else "unknown"
+    def _async_command(self, command: EmaCommandData) -> None:
+        action = command.action if command.action in ACTIONS else "unknown"
         self._trigger_event(
             action,
             {
-                "blocked": event.blocked,
-                "changes_plant": event.changes_plant,
-                "command": event.command,
-                "parameters": dict(event.parameters),
-                "answer": event.answer,
-                "blocked_count": event.blocked_count,
+                "blocked": command.blocked,
+                "changes_plant": command.changes_plant,
+                "command": command_name(command),
+                "parameters": dict(command.parameters),
+                "answer": answer_text(command),
+                "blocked_count": command.blocked_count,
                 "description": describe(
                     ecu_name(self.coordinator, self.ecu_id),
-                    event.action,
-                    event.parameters,
-                    blocked=event.blocked,
+                    command.action,
+                    command.parameters,
+                    blocked=command.blocked,
                 ),
             },
         )

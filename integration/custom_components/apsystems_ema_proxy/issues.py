@@ -18,6 +18,7 @@ from .const import (
     ISSUE_UNKNOWN_INVERTER_PREFIX,
     NO_ECU_DATA_ISSUE_AFTER_HOURS,
 )
+from .contract.constants import EMA_HOST
 from .exceptions import IncompatibleSchema
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def async_update_state_issues(
             translation_key=key if addon else f"{key}_remote",
             translation_placeholders={
                 "hours": str(NO_ECU_DATA_ISSUE_AFTER_HOURS),
-                "ema_host": "ecu.apsystemsema.com",
+                "ema_host": EMA_HOST,
                 "host": urlsplit(coordinator.client.url).hostname or "?",
             },
         )

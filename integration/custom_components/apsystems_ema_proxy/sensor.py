@@ -32,6 +32,7 @@ from homeassistant.helpers.event import async_track_time_change
 from homeassistant.util import dt as dt_util
 
 from .const import LOGGER
+from .contract.state import Channel, Ecu, Inverter
 from .coordinator import EmaProxyConfigEntry, EmaProxyCoordinator
 from .entity import (
     EmaProxyEntity,
@@ -39,7 +40,7 @@ from .entity import (
     EntitySpec,
     async_add_dynamic_entities,
 )
-from .models import ChannelState, EcuState, InverterState, ProxyState
+from .models import ProxyState
 
 # The "Last report" sensor changed with every upload and filled the logbook; the
 # time of the last report is now an attribute of the ECU's "Reporting" sensor.
@@ -72,21 +73,21 @@ class EmaProxySensorEntityDescription(SensorEntityDescription):
 class EcuSensorEntityDescription(EmaProxySensorEntityDescription):
     """Describes a sensor of an ECU."""
 
-    value_fn: Callable[[EcuState], SensorValue]
+    value_fn: Callable[[Ecu], SensorValue]
 
 
 @dataclass(frozen=True, kw_only=True)
 class InverterSensorEntityDescription(EmaProxySensorEntityDescription):
     """Describes a sensor of an inverter."""
 
-    value_fn: Callable[[InverterState], SensorValue]
+    value_fn: Callable[[Inverter], SensorValue]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChannelSensorEntityDescription(EmaProxySensorEntityDescription):
     """Describes a sensor of one DC channel of an inverter."""
 
-    value_fn: Callable[[ChannelState], SensorValue]
+    value_fn: Callable[[Channel], SensorValue]
 
 
 ECU_SENSORS: tuple[EcuSensorEntityDescription, ...] = (
@@ -322,7 +323,7 @@ CHANNEL_SENSORS: tuple[ChannelSensorEntityDescription, ...] = (
 )
 
 
-def _phase_voltage(phase: int, inverter: InverterState) -> float | None:
+def _phase_voltage(phase: int, inverter: Inverter) -> float | None:
     """Return the voltage of one grid phase (1-based), if reported."""
     phases = inverter.phase_voltages_v or ()
     return phases[phase - 1] if len(phases) >= phase else None

@@ -20,6 +20,9 @@ Field metadata (``dataclasses.field(metadata=meta(...))``) can add a description
 a minimum and maximum that the schema states and ``decode`` enforces, or keep a field
 out of the JSON form (``skip=True``: the field must have a default; it is not written
 and is left at its default when read).
+``omit_none=True`` leaves the key out while the value is None (for a key that some
+messages carry and others do not; the field must default to None, and its schema
+does not admit null).
 
 This module imports nothing outside the standard library: it is the base of the
 contract package, which must stay free of Home Assistant and of the service.
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
+import operator
 import re
 import types
 import typing
@@ -38,6 +43,9 @@ from datetime import date, datetime
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 _META_KEY = "contract"
+# The time classes, kept in a tuple: a test clock (freezegun) swaps the module
+# names ``datetime``/``date`` for subclasses, and the codec must still know them.
+_TIME_KINDS = (datetime, date)
 
 
 class ContractError(ValueError):
@@ -52,6 +60,7 @@ class FieldMeta:
     minimum: float | None = None
     maximum: float | None = None
     skip: bool = False
+    omit_none: bool = False
 
 
 def meta(
@@ -60,9 +69,10 @@ def meta(
     minimum: float | None = None,
     maximum: float | None = None,
     skip: bool = False,
+    omit_none: bool = False,
 ) -> dict[str, FieldMeta]:
     """Return the metadata mapping for ``dataclasses.field(metadata=...)``."""
-    return {_META_KEY: FieldMeta(description, minimum, maximum, skip)}
+    return {_META_KEY: FieldMeta(description, minimum, maximum, skip, omit_none)}
 
 
 def _field_meta(item: dataclasses.Field[Any]) -> FieldMeta:
@@ -140,7 +150,7 @@ def _encoder_for_value(kind: Any) -> Encoder:
         return _dataclass_encoder(kind)
     if issubclass(kind, enum.Enum):
         return _enum_value
-    if issubclass(kind, datetime | date):
+    if issubclass(kind, _TIME_KINDS):
         return _isoformat
     if issubclass(kind, list | tuple):
         return _encode_sequence_any
@@ -178,7 +188,7 @@ def _encoder(hint: Any) -> Encoder:
         return _encode_any
     origin = get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        return _encode_any
+        return _union_encoder(get_args(hint))
     if origin in (list, tuple):
         item = _encoder(get_args(hint)[0])
         if item is _identity:
@@ -196,16 +206,50 @@ def _encoder(hint: Any) -> Encoder:
     raise TypeError(f"no JSON form for {hint!r}")
 
 
+def _union_encoder(options: tuple[Any, ...]) -> Encoder:
+    """Encode ``X | None`` with X's encoder; other unions look at each value."""
+    rest = [option for option in options if option is not type(None)]
+    if len(rest) != 1:
+        return _encode_any
+    inner = _encoder(rest[0])
+    if inner in (_identity, _encode_float):
+        return inner  # both pass None through unchanged
+    return lambda value: None if value is None else inner(value)
+
+
 def _dataclass_encoder(kind: Any) -> Encoder:
-    parts = [
-        (item.name, _encoder(hint))
-        for item, hint in _fields(kind)
-        if not _field_meta(item).skip
-    ]
+    """Compile the encoder of a data class into one function (it runs per message).
 
-    def encode_instance(value: Any) -> dict[str, Any]:
-        return {name: part(getattr(value, name)) for name, part in parts}
-
+    The generated code reads each field once and builds the object in field order:
+    ``{"a": value.a, "b": part_1(value.b)}``, leaving out omit_none fields that are
+    None. Field names are Python identifiers, so the source is safe to build.
+    """
+    namespace: dict[str, Any] = {}
+    plain: list[str] = []
+    steps: list[str] = []
+    for index, (item, hint) in enumerate(_fields(kind)):
+        extra = _field_meta(item)
+        if extra.skip:
+            continue
+        part = _encoder(hint)
+        read = f"value.{item.name}"
+        if part is not _identity:
+            namespace[f"part_{index}"] = part
+            read = f"part_{index}({read})"
+        if extra.omit_none:
+            steps.append(
+                f"    if value.{item.name} is not None:\n"
+                f"        out[{item.name!r}] = {read}"
+            )
+        else:
+            plain.append(f"{item.name!r}: {read}")
+            steps.append(f"    out[{item.name!r}] = {read}")
+    if len(plain) == len(steps):
+        body = f"    return {{{', '.join(plain)}}}"
+    else:
+        body = "    out = {}\n" + "\n".join(steps) + "\n    return out"
+    exec(f"def encode_instance(value):\n{body}\n", namespace)
+    encode_instance: Encoder = namespace["encode_instance"]
     return encode_instance
 
 
@@ -238,8 +282,9 @@ def _decode_int(data: Any, path: str) -> int:
 
 
 def _decode_float(data: Any, path: str) -> float:
+    # JSON does not tell 190 from 190.0: a float field holds a float either way.
     if isinstance(data, int | float) and not isinstance(data, bool):
-        return data
+        return float(data)
     raise _fail(path, "a number", data)
 
 
@@ -291,7 +336,7 @@ _SCALAR_DECODERS: dict[Any, Decoder] = {
 @_memoized
 def _decoder(hint: Any) -> Decoder:
     """Return the decoder for a type hint (compiled once per hint)."""
-    scalar = _SCALAR_DECODERS.get(hint)
+    scalar = _SCALAR_DECODERS.get(_time_kind(hint))
     if scalar is not None:
         return scalar
     origin = get_origin(hint)
@@ -434,6 +479,15 @@ def _dataclass_decoder(kind: Any) -> Decoder:
     return decode_instance
 
 
+def _time_kind(hint: Any) -> Any:
+    """Return ``datetime`` or ``date`` for a subclass of either, else the hint."""
+    if isinstance(hint, type):
+        for kind in _TIME_KINDS:
+            if issubclass(hint, kind):
+                return kind
+    return hint
+
+
 def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
@@ -455,7 +509,7 @@ _SCALAR_SCHEMAS: dict[Any, dict[str, Any]] = {
 
 
 def _schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
-    scalar = _SCALAR_SCHEMAS.get(hint)
+    scalar = _SCALAR_SCHEMAS.get(_time_kind(hint))
     if scalar is not None:
         return dict(scalar)
     origin = get_origin(hint)
@@ -494,6 +548,11 @@ def _union_schema(options: tuple[Any, ...], defs: dict[str, Any]) -> dict[str, A
     return {"anyOf": parts}
 
 
+def _without_none(hint: Any) -> Any:
+    options = [option for option in get_args(hint) if option is not type(None)]
+    return functools.reduce(operator.or_, options) if options else hint
+
+
 def _object_schema(kind: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -501,7 +560,7 @@ def _object_schema(kind: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
         extra = _field_meta(item)
         if extra.skip:
             continue
-        prop = _schema(hint, defs)
+        prop = _schema(_without_none(hint) if extra.omit_none else hint, defs)
         if extra.minimum is not None:
             prop["minimum"] = extra.minimum
         if extra.maximum is not None:
