@@ -15,8 +15,9 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
+from ecu_proxy.ecu_state import MAX_SEEN
 from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
-from ecu_proxy.state import MAX_SEEN, LiveState
+from ecu_proxy.state import LiveState
 
 ECU = "216000064136"
 START = datetime(2024, 1, 1)

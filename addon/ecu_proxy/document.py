@@ -21,12 +21,12 @@ from .contract.state import (
     Inverter,
     Upstream,
 )
+from .ecu_state import kwh
 from .peaks import Peak
-from .state import kwh
 
 if TYPE_CHECKING:
+    from .ecu_state import ChannelState, EcuState, InverterState, UpstreamState
     from .guard import Guard as CommandGuard
-    from .state import ChannelState, EcuState, InverterState, UpstreamState
 
 
 def channel(state: ChannelState) -> Channel:

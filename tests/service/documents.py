@@ -10,9 +10,10 @@ from ecu_proxy.frame_json import decoded
 
 if TYPE_CHECKING:
     from ecu_proxy.contract.state import EmaCommand
+    from ecu_proxy.ecu_state import EcuState
     from ecu_proxy.guard import Guard
     from ecu_proxy.models import DecodedFrame
-    from ecu_proxy.state import EcuState, LiveState
+    from ecu_proxy.state import LiveState
 
 
 def frame_json(frame: DecodedFrame) -> dict[str, Any]:
