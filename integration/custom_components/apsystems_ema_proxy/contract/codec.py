@@ -25,7 +25,10 @@ messages carry and others do not; the field must default to None, and its schema
 does not admit null).
 
 This module imports nothing outside the standard library: it is the base of the
-contract package, which must stay free of Home Assistant and of the service.
+contract package, which must stay free of Home Assistant and of the service. It is
+longer than our usual 400 lines because encoding, decoding and the schema walk the
+same type rules: kept side by side, a rule (a new kind of hint, a bound) changes in
+one place for all three.
 """
 
 from __future__ import annotations
