@@ -14,8 +14,6 @@ from .contract.frames import (
     Decoded,
     EmaReplyFrame,
     Frame,
-    FrameChannel,
-    FrameInverter,
     InvalidFrame,
     ReconcileQueryFrame,
     UnknownFrame,
@@ -24,29 +22,7 @@ from .models import FrameKind
 
 if TYPE_CHECKING:
     from .hub import CapturedFrame
-    from .models import Channel, DecodedFrame, Inverter
-
-
-def _channel(ch: Channel) -> FrameChannel:
-    return FrameChannel(
-        ch.channel, ch.dc_voltage_v, ch.dc_current_a, ch.power_w, ch.round_energy_wh
-    )
-
-
-def _inverter(inv: Inverter) -> FrameInverter:
-    return FrameInverter(
-        id=inv.id,
-        type_code=inv.type_code,
-        family=inv.family,
-        ac_voltage_v=inv.ac_voltage_v,
-        phase_voltages_v=list(inv.phase_voltages_v) if inv.phase_voltages_v else None,
-        frequency_hz=inv.frequency_hz,
-        temperature_c=inv.temperature_c,
-        power_w=inv.power_w,
-        round_energy_wh=inv.round_energy_wh,
-        channels=[_channel(ch) for ch in inv.channels],
-        raw=inv.raw,
-    )
+    from .models import DecodedFrame
 
 
 def decoded(frame: DecodedFrame) -> Decoded:
@@ -65,7 +41,7 @@ def decoded(frame: DecodedFrame) -> Decoded:
                 lifetime_energy_kwh=frame.lifetime_energy_kwh,
                 inverter_count=frame.inverter_count,
                 more_records=frame.more_records,
-                inverters=[_inverter(inv) for inv in frame.inverters],
+                inverters=frame.inverters,
                 warnings=list(frame.warnings),
             )
         case FrameKind.CONTROL if frame.control is not None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from .contract.constants import UpstreamResult
-from .contract.frames import Direction
+from .contract.frames import Direction, FrameChannel, FrameInverter
 from .control import ControlDetails
 
 __all__ = [
@@ -42,37 +42,10 @@ class FrameKind(enum.StrEnum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Channel:
-    """One DC input of an inverter in one record."""
-
-    channel: int
-    dc_voltage_v: float | None
-    dc_current_a: float | None
-    power_w: float
-    round_energy_wh: float
-
-
-@dataclass(frozen=True, slots=True)
-class Inverter:
-    """One inverter block of a data record.
-
-    ``raw`` holds the block text for unknown type codes (and for layouts whose
-    scaling is not known), so nothing the ECU sent is lost. ``phase_voltages_v``
-    is set for three-phase inverters (type 04) only.
-    """
-
-    id: str
-    type_code: str
-    family: str
-    ac_voltage_v: float | None
-    frequency_hz: float | None
-    temperature_c: float | None
-    power_w: float | None
-    round_energy_wh: float | None
-    channels: tuple[Channel, ...]
-    raw: str | None = None
-    phase_voltages_v: tuple[float, ...] | None = None
+# A record's inverter blocks and their channels are the contract's frame types: the
+# decoder builds them, and the API sends them as they are.
+Channel = FrameChannel
+Inverter = FrameInverter
 
 
 @dataclass(frozen=True, slots=True)

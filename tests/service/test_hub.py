@@ -141,7 +141,16 @@ def test_schema_rejects_wrong_documents() -> None:
 
 async def test_snapshot_matches_schema(hub: Hub) -> None:
     unknown = Inverter(
-        "703000021300", "99", "unknown", None, None, None, None, None, (), "7030"
+        id="703000021300",
+        type_code="99",
+        family="unknown",
+        ac_voltage_v=None,
+        frequency_hz=None,
+        temperature_c=None,
+        power_w=None,
+        round_energy_wh=None,
+        channels=(),
+        raw="7030",
     )
     hub.frame_received(data(DAY, inverter(), unknown))
     hub.upstream_result(UpstreamReport(ECU, 8995, UpstreamResult.OK, RECEIVED, 83.14))

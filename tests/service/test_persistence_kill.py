@@ -55,8 +55,9 @@ BASE = datetime(2024, 3, 1, 6, 0, 0)
 
 def event(idx):
     inv = Inverter(
-        "408000111178", "07", "YC600", 228.0, 50.0, 13.0, 35.0, None,
-        (
+        id="408000111178", type_code="07", family="YC600", ac_voltage_v=228.0,
+        frequency_hz=50.0, temperature_c=13.0, power_w=35.0, round_energy_wh=None,
+        channels=(
             Channel(1, 33.8, 0.5, 17.0, float(idx % 7 + 1)),
             Channel(2, 33.9, 0.5, 18.0, 1.5),
         ),

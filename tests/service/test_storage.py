@@ -213,15 +213,15 @@ def test_a_document_the_state_rejects_is_moved_aside(tmp_path: Path) -> None:
 
 def record(at: datetime, lifetime: float = 2128.0) -> DecodedFrame:
     inv = Inverter(
-        YC600,
-        "07",
-        "YC600",
-        228.0,
-        50.0,
-        13.0,
-        35.0,
-        None,
-        (Channel(1, 33.8, 0.5, 17.0, 1.0), Channel(2, 33.9, 0.5, 18.0, 1.0)),
+        id=YC600,
+        type_code="07",
+        family="YC600",
+        ac_voltage_v=228.0,
+        frequency_hz=50.0,
+        temperature_c=13.0,
+        power_w=35.0,
+        round_energy_wh=None,
+        channels=(Channel(1, 33.8, 0.5, 17.0, 1.0), Channel(2, 33.9, 0.5, 18.0, 1.0)),
     )
     return DecodedFrame(
         kind=FrameKind.DATA,

@@ -32,21 +32,26 @@ class FrameChannel:
     round_energy_wh: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FrameInverter:
-    """One inverter block of a data record (``raw``: the block of an unknown type)."""
+    """One inverter block of a data record.
+
+    ``raw`` holds the block text for unknown type codes (and for layouts whose
+    scaling is not known), so nothing the ECU sent is lost. ``phase_voltages_v``
+    is set for three-phase inverters (type 04) only.
+    """
 
     id: str
     type_code: str
     family: str
     ac_voltage_v: float | None
-    phase_voltages_v: list[float] | None
+    phase_voltages_v: tuple[float, ...] | None = None
     frequency_hz: float | None
     temperature_c: float | None
     power_w: float | None
     round_energy_wh: float | None
-    channels: list[FrameChannel]
-    raw: str | None
+    channels: tuple[FrameChannel, ...]
+    raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +71,7 @@ class DataFrame:
     lifetime_energy_kwh: float | None
     inverter_count: int | None
     more_records: bool | None
-    inverters: list[FrameInverter]
+    inverters: tuple[FrameInverter, ...]
     warnings: list[str]
 
 
