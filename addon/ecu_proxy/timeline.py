@@ -69,6 +69,13 @@ class Timeline:
         default=None, metadata=meta(skip=True)
     )
 
+    def __post_init__(self) -> None:
+        """Refuse times of the wrong kind (from a state file): judge compares them."""
+        if self.newest is not None and self.newest.tzinfo is not None:
+            raise ContractError("timeline.newest: ECU time has no time zone")
+        if self.newest_arrival is not None and self.newest_arrival.tzinfo is None:
+            raise ContractError("timeline.newest_arrival: needs a time zone")
+
     def judge(self, at: datetime, arrival: datetime) -> Verdict:
         """Classify a (new, not duplicate) record of ECU time ``at``."""
         if self.newest is None or self.newest_arrival is None:

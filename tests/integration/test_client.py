@@ -199,6 +199,35 @@ async def test_connect_refused(
     assert str(err.value) == "connection refused"
 
 
+async def test_connect_with_closed_session(session: aiohttp.ClientSession) -> None:
+    """A session closed by a stopping Home Assistant is a connection error."""
+    await session.close()
+    with pytest.raises(CannotConnect, match="session is closed"):
+        await Client("ws://127.0.0.1:9/ws", session).connect()
+
+
+async def test_heartbeat_waits_30_s_for_the_pong(
+    session: aiohttp.ClientSession,
+    fake: FakeService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp waits heartbeat/2 for a pong: at least 30 s, lost within 90 s."""
+    heartbeats: list[float | None] = []
+    ws_connect = session.ws_connect
+
+    def spy(url: str, **kwargs: Any) -> Any:
+        heartbeats.append(kwargs.get("heartbeat"))
+        return ws_connect(url, **kwargs)
+
+    monkeypatch.setattr(session, "ws_connect", spy)
+    async with Client(fake.url, session):
+        pass
+    [heartbeat] = heartbeats
+    assert heartbeat is not None
+    assert heartbeat / 2 >= 30
+    assert heartbeat * 1.5 <= 90
+
+
 @pytest.mark.parametrize(
     ("greeting", "error"),
     [

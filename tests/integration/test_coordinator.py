@@ -11,8 +11,9 @@ import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant, State
+from homeassistant.core import CoreState, HomeAssistant, State
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
@@ -28,6 +29,7 @@ from custom_components.apsystems_ema_proxy.coordinator import (
     backoff_delay,
 )
 from custom_components.apsystems_ema_proxy.devices import async_get_entry_device
+from custom_components.apsystems_ema_proxy.models import ProxyState
 
 from .conftest import CAPTURE_ECU, QS1_ID, YC600_ID, load_state, wait_for_seq
 from .fake_service import SERVER_ID, FakeService
@@ -582,3 +584,104 @@ async def test_update_entity_while_disconnected_keeps_one_retry(
     await service.start()
     await next_attempt(hass, attempts)
     await wait_for_state(ECU_POWER, lambda s: s == "190.0")
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Return the messages logged at error level or above."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("lost_while_stopping", [False, True])
+async def test_no_reconnect_once_home_assistant_stops(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    wait_for_state: WaitForState,
+    monkeypatch: pytest.MonkeyPatch,
+    lost_while_stopping: bool,
+) -> None:
+    """A stopping Home Assistant closes its HTTP session: no attempt uses it."""
+    attempts = count_connects(init_integration.runtime_data, monkeypatch)
+    if lost_while_stopping:
+        hass.set_state(CoreState.stopping)
+    await service.stop()
+    await wait_for_state(ECU_POWER, lambda s: s == STATE_UNAVAILABLE)
+    hass.set_state(CoreState.stopping)  # after the reconnect was planned
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=10.001))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert attempts.empty()
+    hass.set_state(CoreState.running)
+
+
+async def test_unexpected_error_while_listening_reconnects(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    wait_for_state: WaitForState,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug while applying an event is logged; the entities do not freeze."""
+    coordinator = init_integration.runtime_data
+    attempts = count_connects(coordinator, monkeypatch)
+
+    def broken(self: ProxyState, event: Any) -> ProxyState:
+        raise KeyError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ProxyState, "apply", broken)
+        await service.record(fresh_ecu(service, power_w=250))
+        await wait_for_state(ECU_POWER, lambda s: s == STATE_UNAVAILABLE)
+    assert not coordinator.last_update_success
+    [logged] = [r for r in caplog.records if "Unexpected error" in r.getMessage()]
+    assert logged.levelno == logging.ERROR
+    assert logged.exc_info is not None
+
+    await next_attempt(hass, attempts)
+    await wait_for_state(ECU_POWER, lambda s: s not in (STATE_UNAVAILABLE, None))
+    await wait_for_seq(coordinator, await service.record(fresh_ecu(service, power_w=5)))
+    assert state(hass, ECU_POWER) == "5.0"
+
+
+async def test_replacement_ecu_keeps_unique_ids_unique_after_a_reload(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An inverter listed under two ECUs gets one set of entities at setup."""
+    coordinator = init_integration.runtime_data
+    new_ecu = fresh_ecu(service, ecu_id="216000099999", model="ECU-R")
+    new_ecu["inverters"] = {YC600_ID: new_ecu["inverters"][YC600_ID]}
+    new_ecu["inverters"][YC600_ID]["power_w"] = 321
+    await wait_for_seq(coordinator, await service.record(new_ecu))
+    await hass.async_block_till_done()
+    caplog.clear()
+
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert not errors(caplog)
+    assert state(hass, YC600_POWER) == "321.0"
+
+
+async def test_renamed_entity_is_not_added_again(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    service: FakeService,
+    entity_registry: er.EntityRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A new entity id re-adds the same entity; the next event adds no twin."""
+    entity_registry.async_update_entity(YC600_POWER, new_entity_id="sensor.my_power")
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.my_power") == "35.0"
+    caplog.clear()
+
+    coordinator = init_integration.runtime_data
+    record = fresh_ecu(service)
+    record["inverters"][YC600_ID]["power_w"] = 40
+    await wait_for_seq(coordinator, await service.record(record))
+    await hass.async_block_till_done()
+    assert not errors(caplog)
+    assert state(hass, "sensor.my_power") == "40.0"
+    assert hass.states.get(YC600_POWER) is None

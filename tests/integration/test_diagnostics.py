@@ -1,6 +1,7 @@
 """Diagnostics of the entry and of its devices."""
 
 import pytest
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -84,3 +85,31 @@ async def test_diagnostics_while_disconnected(
     result = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
     assert result["frames"] == {"error": "cannot send get_frames: not listening"}
     assert result["state"]["ecus"][CAPTURE_ECU]["model"] == "ECU-R"
+
+
+async def test_diagnostics_while_setup_is_retried(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    service: FakeService,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """Before the service sent any state, diagnostics say so instead of failing."""
+    mock_config_entry.add_to_hass(hass)
+    device = device_registry.async_get_or_create(
+        config_entry_id=mock_config_entry.entry_id, identifiers={(DOMAIN, QS1_ID)}
+    )
+    await service.stop()
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+
+    result = await get_diagnostics_for_config_entry(
+        hass, hass_client, mock_config_entry
+    )
+    assert result["state"] is None
+    assert result["connection"]["connected"] is False
+    assert "error" in result["frames"]
+    result = await get_diagnostics_for_device(
+        hass, hass_client, mock_config_entry, device
+    )
+    assert set(result) == {"connection", "frames"}

@@ -322,6 +322,45 @@ async def test_remove_device(
     assert state.state == "35.0"
 
 
+async def test_remove_device_while_setup_is_retried(
+    hass: HomeAssistant,
+    service: FakeService,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    hass_ws_client: Any,
+) -> None:
+    """Without the service's state a device can go; the service's own cannot."""
+    assert await _async_setup_config(hass)
+    mock_config_entry.add_to_hass(hass)
+    gone = device_registry.async_get_or_create(
+        config_entry_id=mock_config_entry.entry_id, identifiers={(DOMAIN, QS1_ID)}
+    )
+    hub = device_registry.async_get_or_create(
+        config_entry_id=mock_config_entry.entry_id, identifiers={(DOMAIN, SERVER_ID)}
+    )
+    await service.stop()
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+    client = await hass_ws_client(hass)
+
+    async def remove(device: dr.DeviceEntry) -> dict[str, Any]:
+        await client.send_json_auto_id(
+            {
+                "type": "config/device_registry/remove_config_entry",
+                "config_entry_id": mock_config_entry.entry_id,
+                "device_id": device.id,
+            }
+        )
+        response: dict[str, Any] = await client.receive_json()
+        return response
+
+    assert (await remove(gone))["success"]
+    assert device_registry.async_get(gone.id) is None
+    refused = await remove(hub)
+    assert not refused["success"]
+    assert "rejected by integration" in refused["error"]["message"]
+
+
 async def test_remove_entry_clears_issues(
     hass: HomeAssistant,
     init_integration: MockConfigEntry,

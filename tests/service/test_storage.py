@@ -211,6 +211,31 @@ def test_a_document_the_state_rejects_is_moved_aside(tmp_path: Path) -> None:
     assert not s.path.exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("newest", "2024-02-06T11:00:00+00:00", "ECU time has no time zone"),
+        ("newest_arrival", "2024-02-07T03:04:05", "needs a time zone"),
+    ],
+)
+def test_a_timeline_with_the_wrong_kind_of_time_is_moved_aside(
+    tmp_path: Path, key: str, value: str, problem: str
+) -> None:
+    """ECU time is naive, arrival time aware: either mixed up fails every record."""
+    s = store(tmp_path)
+    state = LiveState()
+    state.apply_record(record(datetime(2024, 2, 6, 11, 0)), clock())
+    document = json.loads(s.dump(SavedState(last_seq=9, ecus=state), clean=True))
+    document["ecus"][ECU]["timeline"][key] = value
+    save(s, document)
+    loaded = s.load()
+    assert loaded.data is None
+    assert loaded.problem is not None
+    assert f"timeline.{key}: {problem}" in loaded.problem
+    assert loaded.moved_aside is not None
+    assert loaded.salvaged == 9
+
+
 def record(at: datetime, lifetime: float = 2128.0) -> DecodedFrame:
     inv = Inverter(
         id=YC600,

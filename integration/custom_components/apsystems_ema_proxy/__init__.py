@@ -35,13 +35,19 @@ async def async_remove_entry(hass: HomeAssistant, entry: EmaProxyConfigEntry) ->
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: EmaProxyConfigEntry, device_entry: dr.DeviceEntry
 ) -> bool:
-    """Allow removing a device only once the service no longer reports it."""
+    """Allow removing a device only once the service no longer reports it.
+
+    Without its state (the entry is not set up, or setup is being retried) nothing
+    is known to be reported: the device may go, and comes back if it is.
+    """
     identifiers = {
         ident for domain, ident in device_entry.identifiers if domain == DOMAIN
     }
-    coordinator = entry.runtime_data
+    coordinator: EmaProxyCoordinator | None = getattr(entry, "runtime_data", None)
+    if coordinator is None or (state := coordinator.received_state) is None:
+        return entry.unique_id not in identifiers
     reported = {entry.unique_id}
-    for ecu in coordinator.data.ecus.values():
+    for ecu in state.ecus.values():
         reported.add(ecu.ecu_id)
         reported.update(ecu.inverters)
     if identifiers & reported:

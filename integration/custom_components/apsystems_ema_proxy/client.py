@@ -142,12 +142,14 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 10.0,
-        heartbeat: float | None = 30.0,
+        heartbeat: float | None = 60.0,
     ) -> None:
         """Remember where to connect; the caller owns the session.
 
         aiohttp pings the service after ``heartbeat`` seconds without traffic; a
-        connection that does not answer within half that time counts as lost.
+        connection that does not answer within half that time counts as lost. 60 s
+        gives a busy add-on 30 s to answer, and a dead link is still noticed within
+        90 s, long before ECU data counts as missing (minutes).
         """
         self.url = url
         self._session = session
@@ -192,6 +194,11 @@ class Client:
                 ws = await self._session.ws_connect(self.url, heartbeat=self._heartbeat)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
             raise CannotConnect(connect_error_text(err)) from err
+        except RuntimeError as err:
+            if not self._session.closed:
+                raise
+            # Home Assistant closed its shared session: it is stopping.
+            raise CannotConnect("the HTTP session is closed") from err
         try:
             greeting = await self._receive_setup(ws)
             if greeting.get("type") != "server_info":

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, override
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HassJob, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.event import async_call_later, async_track_point_in_utc_time
@@ -74,6 +74,10 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         self._attempt = 0
         self._listener: asyncio.Task[None] | None = None
         self._unsub_reconnect: CALLBACK_TYPE | None = None
+        # Cancelled when Home Assistant stops: it closes the shared HTTP session.
+        self._reconnect_job = HassJob(
+            self._async_reconnect, f"{DOMAIN} reconnect", cancel_on_shutdown=True
+        )
         self._unsub_expiry: CALLBACK_TYPE | None = None
         self._registered: set[str] = set()
         self._parents: dict[str, str] = {}  # inverter id -> ECU it is linked to
@@ -193,10 +197,27 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         try:
             await self.client.listen(on_start, self._on_event, since=self.last_seq)
         except ProxyClientError as err:
-            if not started.done():
-                started.set_exception(err)
-            elif not started.cancelled():  # else the refresh gave up already
-                self._async_connection_lost(err)
+            self._async_listen_ended(started, err)
+        except Exception as err:  # noqa: BLE001 - logged with its traceback below
+            # A bug (in applying an event, say) must not end listening for good
+            # while the entities look connected: reconnect, as after a lost link.
+            LOGGER.exception(
+                "Unexpected error while listening to ECU proxy at %s; reconnecting",
+                self.client.url,
+            )
+            self._async_listen_ended(
+                started, CannotConnect(f"unexpected error: {err!r}")
+            )
+
+    @callback
+    def _async_listen_ended(
+        self, started: asyncio.Future[None], err: ProxyClientError
+    ) -> None:
+        """Fail the refresh still waiting for the start, else reconnect."""
+        if not started.done():
+            started.set_exception(err)
+        elif not started.cancelled():  # else the refresh gave up already
+            self._async_connection_lost(err)
 
     @callback
     def _async_connection_lost(self, err: ProxyClientError) -> None:
@@ -223,14 +244,19 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         """Refresh (reconnect) after the next backoff delay."""
         if self._unsub_reconnect is not None:  # a refresh asked for in between
             self._unsub_reconnect()
+            self._unsub_reconnect = None
+        if self.hass.is_stopping:
+            return  # its HTTP session is closing: nothing to reconnect with
         self._attempt += 1
         self._unsub_reconnect = async_call_later(
-            self.hass, backoff_delay(self._attempt), self._async_reconnect
+            self.hass, backoff_delay(self._attempt), self._reconnect_job
         )
 
     @callback
     def _async_reconnect(self, _now: datetime) -> None:
         self._unsub_reconnect = None
+        if self.hass.is_stopping:
+            return
         self.config_entry.async_create_background_task(
             self.hass, self.async_refresh(), f"{DOMAIN} reconnect {self.client.url}"
         )
@@ -316,6 +342,12 @@ class EmaProxyCoordinator(DataUpdateCoordinator[ProxyState]):
         self._registered.discard(identifier)
 
     # ------------------------------------------------------------------ staleness
+
+    @property
+    def received_state(self) -> ProxyState | None:
+        """Return the service's state, None before it sent one (setup retries)."""
+        state: ProxyState | None = self.data
+        return state
 
     def ecu(self, ecu_id: str) -> Ecu | None:
         """Return the state of one ECU."""

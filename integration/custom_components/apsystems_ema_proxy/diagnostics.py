@@ -35,13 +35,14 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics of the whole entry."""
     coordinator = entry.runtime_data
+    state = coordinator.received_state  # None while setup is retried
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
         "connection": coordinator.diagnostics(),
-        "state": dataclasses.asdict(coordinator.data),
+        "state": None if state is None else dataclasses.asdict(state),
         "frames": await _async_frames(coordinator),
         "guard": await _async_guard(coordinator),
     }
@@ -65,7 +66,8 @@ async def async_get_device_diagnostics(
     coordinator = entry.runtime_data
     ids = {ident for domain, ident in device.identifiers if domain == DOMAIN}
     result: dict[str, Any] = {"connection": coordinator.diagnostics()}
-    for ecu in coordinator.data.ecus.values():
+    state = coordinator.received_state  # None while setup is retried
+    for ecu in state.ecus.values() if state is not None else ():
         if ecu.ecu_id in ids:
             result["ecu"] = dataclasses.asdict(ecu)
         for inverter in ecu.inverters.values():

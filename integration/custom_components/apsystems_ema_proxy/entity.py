@@ -48,8 +48,9 @@ def async_add_dynamic_entities(
     """Add a platform's entities now and those the service reports later.
 
     The platform remembers the unique ids it added and creates entities only for
-    new ones. An entity removed from Home Assistant (its device was deleted) is
-    forgotten, so it comes back with its device.
+    new ones. An entity removed from the entity registry (its device was deleted)
+    is forgotten, so it comes back with its device; one renamed or disabled stays
+    known (Home Assistant re-adds or keeps that same entity).
     """
     entry = coordinator.config_entry
     known: set[str] = set()
@@ -58,8 +59,13 @@ def async_add_dynamic_entities(
     def add_new_entities() -> None:
         if entry.state is ConfigEntryState.UNLOAD_IN_PROGRESS:
             return  # an event while the platforms unload must not add entities
-        new = [spec for spec in specs(coordinator.data) if spec.unique_id not in known]
-        known.update(spec.unique_id for spec in new)
+        new: list[EntitySpec] = []
+        for spec in specs(coordinator.data):
+            # Known as it is taken: after an ECU swap the service lists an inverter
+            # under both ECUs, and one batch must not hold a unique id twice.
+            if spec.unique_id not in known:
+                known.add(spec.unique_id)
+                new.append(spec)
         if new:
             async_add_entities(
                 spec.cls(coordinator, spec, known.discard) for spec in new
@@ -148,9 +154,13 @@ class EmaProxyEntity(CoordinatorEntity[EmaProxyCoordinator]):
         return super().available and self.source_present
 
     @override
-    async def async_will_remove_from_hass(self) -> None:
-        """Let the platform add the entity again if its device comes back."""
-        await super().async_will_remove_from_hass()
+    async def async_removed_from_registry(self) -> None:
+        """Let the platform add the entity again if its device comes back.
+
+        Not on every removal from Home Assistant: a new entity id or disabling
+        removes the entity too, but the same object is added again (or stays off).
+        """
+        await super().async_removed_from_registry()
         self._forget()
 
 
