@@ -22,9 +22,8 @@ Each file has a store of its own: the state file (state_file.py) and the command
   for an orderly stop.
 * Durability: every change gets a mark (``record_mark``); a save makes every mark up
   to the one it serialised durable (an owner that never waits for the disk ignores
-  them). When the disk refuses writes, the owner keeps
-  working in memory, the problem is logged once and shown in ``disk_problem``, and
-  saving is retried.
+  them). When the disk refuses writes, the owner keeps working in memory, the problem
+  is logged once and shown in ``disk_problem``, and saving is retried.
 """
 
 from __future__ import annotations
