@@ -6,35 +6,30 @@ turns that pair into one ``EmaCommand`` (the contract's, as the API lists it): w
 which ECU, what was asked, with which parameters, what the proxy did (forwarded or
 blocked by the guard) and what the ECU answered. A command without an answer is
 closed when the ECU polls again on a new connection. Entries are kept for
-``RETENTION`` in ``commands.json`` in the data folder (the same JSON), written
-atomically in a worker thread.
+``RETENTION`` in ``commands.json`` in the data folder (the same JSON under the
+storage envelope), kept by its own :class:`~ecu_proxy.storage.Store`: saved about a
+second after a change and on stop, an unreadable file moved aside.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import json
-import logging
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .atomic import write_atomic
-from .contract.codec import decode, encode
 from .contract.constants import CommandOutcome, GuardMode
 from .contract.state import CommandAnswer, EmaCommand
 from .control import Action
 from .models import Direction, FrameKind
+from .storage import Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from .models import FrameEvent
-
-_LOGGER = logging.getLogger(__name__)
 
 FILE_NAME = "commands.json"
 FORMAT = 1
@@ -49,6 +44,20 @@ _SESSION_ACTIONS = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SavedCommands:
+    """What the command log file holds besides the storage envelope."""
+
+    ecus: dict[str, list[EmaCommand]]
+
+    def __post_init__(self) -> None:
+        """Refuse times without a zone: they cannot be compared for expiry."""
+        for entries in self.ecus.values():
+            for entry in entries:
+                if entry.at.tzinfo is None:
+                    raise ValueError(f"time {entry.at.isoformat()} has no zone")
+
+
 class CommandLog:
     """Command entries per ECU: paired from frames, kept for days, saved to disk."""
 
@@ -58,16 +67,24 @@ class CommandLog:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retention: timedelta = RETENTION,
+        save_delay: float = 1.0,
+        retry_delay: float = 5.0,
     ) -> None:
-        """Create an empty log stored in ``data_dir``; ``load`` reads it back."""
-        self.path = data_dir / FILE_NAME
+        """Create an empty log stored in ``data_dir``; ``start`` reads it back."""
         self._clock = clock
         self._retention = retention
         self._entries: dict[str, deque[EmaCommand]] = {}
         self._pending: dict[int, EmaCommand] = {}
         self._conn_ecu: dict[int, str] = {}
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
+        self.store = Store(
+            data_dir / FILE_NAME,
+            SavedCommands,
+            version=FORMAT,
+            what="the command log",
+            clock=clock,
+            delay=save_delay,
+            retry_delay=retry_delay,
+        )
 
     # --- pairing -----------------------------------------------------------------
 
@@ -144,7 +161,7 @@ class CommandLog:
         entries = self._entries.setdefault(entry.ecu_id, deque(maxlen=MAX_PER_ECU))
         entries.append(entry)
         self._expire()
-        self._dirty = True
+        self.store.changed()
 
     def _expire(self) -> None:
         cutoff = self._clock() - self._retention
@@ -168,66 +185,26 @@ class CommandLog:
 
     # --- persistence -------------------------------------------------------------
 
-    def load(self) -> None:
-        """Read the saved entries; a missing or unreadable file starts empty."""
-        try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as err:
-            _LOGGER.warning("Ignoring unreadable command log %s: %s", self.path, err)
-            return
-        try:
-            if document.get("format") != FORMAT:
-                raise ValueError(f"unknown format {document.get('format')!r}")  # noqa: TRY301
-            for ecu_id, items in document["ecus"].items():
-                for item in items:
-                    entry = decode(EmaCommand, item)
-                    if entry.at.tzinfo is None:
-                        raise ValueError("time without zone")  # noqa: TRY301
-                    if entry.ecu_id == ecu_id:
-                        self._entries.setdefault(
-                            ecu_id, deque(maxlen=MAX_PER_ECU)
-                        ).append(entry)
-        except (AttributeError, KeyError, TypeError, ValueError) as err:
-            _LOGGER.warning("Ignoring unreadable command log %s: %r", self.path, err)
-            self._entries.clear()
-            return
-        self._expire()
+    async def start(self) -> None:
+        """Read the saved entries back and start saving changes.
 
-    def dump_text(self) -> str:
-        """Return the file content for the current entries."""
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "ecus": {
-                    ecu_id: [encode(e) for e in self._entries[ecu_id]]
-                    for ecu_id in sorted(self._entries)
-                },
-            },
-            separators=(",", ":"),
+        A missing file starts empty; an unreadable one is moved aside (``Store``).
+        Entries filed under another ECU than their own are dropped.
+        """
+        loaded = await self.store.async_load()
+        if loaded.data is not None:
+            for ecu_id, items in loaded.data.ecus.items():
+                kept = (e for e in items if e.ecu_id == ecu_id)
+                if entries := deque(kept, maxlen=MAX_PER_ECU):
+                    self._entries[ecu_id] = entries
+            self._expire()
+        await self.store.start(self._saved)
+
+    async def stop(self) -> None:
+        """Save what is kept one last time and stop saving."""
+        await self.store.stop()
+
+    def _saved(self) -> SavedCommands:
+        return SavedCommands(
+            {ecu_id: list(self._entries[ecu_id]) for ecu_id in sorted(self._entries)}
         )
-
-    def schedule_save(self) -> None:
-        """Save soon in a worker thread (the caller must be on the event loop)."""
-        if not self._dirty:
-            return
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._save_loop())
-
-    async def close(self) -> None:
-        """Finish any save in progress and write what is still unsaved."""
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._save_loop()
-
-    async def _save_loop(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            data = self.dump_text().encode("utf-8")
-            try:
-                await asyncio.to_thread(write_atomic, self.path, data)
-            except OSError as err:
-                _LOGGER.error("Could not save the command log %s: %s", self.path, err)
-                return

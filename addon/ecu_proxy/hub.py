@@ -5,7 +5,8 @@ loop; they only update memory and ``put_nowait`` into subscriber queues, so a sl
 API client or a slow disk never holds up the relay. The state file's store
 (``storage``) saves in a background task, debounced, with the write in a worker
 thread; the hub is the relay's durable ledger through it: ``wait_durable`` skips the
-debounce, so one write (one fsync) covers every record waiting for it.
+debounce, so one write (one fsync) covers every record waiting for it. The command
+log (commands.py) keeps its own file through a store of its own, saved the same way.
 
 What it sends is built by document.py from the contract; the listeners' outboxes are
 in outbox.py.
@@ -13,7 +14,6 @@ in outbox.py.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -130,13 +130,18 @@ class Hub:
         self._log = RateLimitedLog(_LOGGER)
         self._started = time.monotonic()
         self.guard = Guard(options.guard, clock=clock)
-        self.commands = CommandLog(options.data_dir, clock=clock)
+        self.commands = CommandLog(
+            options.data_dir,
+            clock=clock,
+            save_delay=save_delay,
+            retry_delay=SAVE_RETRY_DELAY,
+        )
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the saved state and start the debounced saver."""
-        await asyncio.to_thread(self.commands.load)
+        """Load the saved state and start the debounced savers."""
+        await self.commands.start()
         loaded = await self.store.async_load()
         seq = loaded.salvaged
         if loaded.data is not None:
@@ -158,8 +163,8 @@ class Hub:
         return SavedState(ecus=self.state, last_seq=self._seq)
 
     async def stop(self) -> bool:
-        """Stop the saver and write the state out one last time; say if it was."""
-        await self.commands.close()
+        """Stop the savers and write the state out one last time; say if it was."""
+        await self.commands.stop()
         return await self.store.stop()
 
     async def save_now(self) -> None:
@@ -279,7 +284,6 @@ class Hub:
             count = self.guard.counts.by_ecu.get(entry.ecu_id, 0)
             data = document.ema_command_data(entry, count)
             self._publish(EmaCommandEvent(seq=self._seq + 1, data=data))
-        self.commands.schedule_save()
 
     # --- RecordIndex -------------------------------------------------------------
 

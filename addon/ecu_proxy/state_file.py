@@ -61,6 +61,7 @@ def state_store(
         data_dir / STATE_FILE,
         SavedState,
         version=FORMAT,
+        what="state",
         migrations={1: _format_1_to_2},
         salvage=last_seq_in,
         delay=delay,

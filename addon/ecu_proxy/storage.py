@@ -6,6 +6,8 @@ Modelled on Home Assistant's ``helpers/storage.Store``. The file is one JSON obj
 
 where the data is a contract type (``ecu_proxy.contract.codec``) written with
 ``encode`` and read back with ``decode``: the file's shape is the data classes' shape.
+Each file has a store of its own: the state file (state_file.py) and the command log
+(commands.py).
 
 * Load: the file is parsed strictly, brought to the current version by the
   migrations (format found -> function producing the next format), then decoded. A
@@ -19,9 +21,9 @@ where the data is a contract type (``ecu_proxy.contract.codec``) written with
   including one made right after loading a clean file, so a crash is never mistaken
   for an orderly stop.
 * Durability: every change gets a mark (``record_mark``); a save makes every mark up
-  to the one it serialised durable. When the disk refuses writes, the owner keeps
-  working in memory, the problem is logged once and shown in ``disk_problem``, and
-  saving is retried.
+  to the one it serialised durable (an owner that never waits for the disk ignores
+  them). When the disk refuses writes, the owner keeps working in memory, the problem
+  is logged once and shown in ``disk_problem``, and saving is retried.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Store[T]:
         kind: type[T],
         *,
         version: int,
+        what: str = "data",
         migrations: Mapping[int, Migration] | None = None,
         salvage: Callable[[bytes], int] | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -92,11 +95,13 @@ class Store[T]:
     ) -> None:
         """Keep ``kind`` at ``path`` in format ``version``.
 
-        ``salvage`` reads a number worth keeping from a file that is moved aside.
+        ``what`` names the content in log messages; ``salvage`` reads a number worth
+        keeping from a file that is moved aside.
         """
         self.path = path
         self.kind = kind
         self.version = version
+        self.what = what
         self._migrations = dict(migrations or {})
         self._salvage = salvage
         self._clock = clock or _utcnow
@@ -358,7 +363,7 @@ class Store[T]:
 
     def _disk_failed(self, err: OSError) -> None:
         """Note a failed save: log it once, keep it for the health report."""
-        problem = f"cannot save state to {self.path}: {err.strerror or err}"
+        problem = f"cannot save {self.what} to {self.path}: {err.strerror or err}"
         if self.disk_problem is None:
             _LOGGER.error(
                 "%s. Relaying and live data go on; saving is retried every %.0f s",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +17,7 @@ from stand_ins import CAPTURE, ECU_HOST, EMA_HOST, EmaConnection, FakeEcu, Stand
 from stand_ins import free_port_pair as free_port
 
 from ecu_proxy.cloudless import encode_no_more_commands
-from ecu_proxy.commands import FILE_NAME, CommandLog
+from ecu_proxy.commands import FILE_NAME, FORMAT, CommandLog
 from ecu_proxy.contract.constants import GuardMode
 from ecu_proxy.decoder import decode_frame
 from ecu_proxy.encoder import encode_control_poll
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from ecu_proxy.hub import Subscription
 
 CONTROL = Path(__file__).resolve().parent.parent / "fixtures" / "vectors" / "control"
+# Written by the command log of earlier versions: see tests/fixtures/commands.
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "commands"
 SCHEMA = Path(__file__).parents[2] / "docs" / "state.schema.json"
 ECU_ID = "213000000017"
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -111,30 +115,144 @@ async def test_entries_survive_a_restart_and_expire_after_the_retention(
 ) -> None:
     clock = [NOW]
     log = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
+    await log.start()
     log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
     log.observe(event(1, EMA, SWITCH), blocked=True, guard=GuardMode.OFF)
-    log.schedule_save()
-    await log.close()
+    await log.stop()
     saved = json.loads((tmp_path / FILE_NAME).read_text())
+    assert saved["format"] == FORMAT
+    assert saved["clean"] is True
     assert [e["action"] for e in saved["ecus"][ECU_ID]] == ["switch_inverters"]
 
     again = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
-    again.load()
+    await again.start()
+    await again.stop()
     assert [command_json(e) for e in again.entries(ECU_ID)] == [
         command_json(e) for e in log.entries(ECU_ID)
     ]
     clock[0] = NOW + timedelta(days=3)
     later = CommandLog(tmp_path, clock=lambda: clock[0], retention=timedelta(days=2))
-    later.load()
+    await later.start()
+    await later.stop()
     assert later.entries(ECU_ID) == []
+    assert json.loads((tmp_path / FILE_NAME).read_text())["ecus"] == {}
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 9}', '{"format": 1}'])
-def test_an_unreadable_file_starts_empty(tmp_path: Path, content: str) -> None:
+async def test_a_change_is_saved_after_the_delay_without_a_stop(
+    tmp_path: Path,
+) -> None:
+    log = CommandLog(tmp_path, clock=lambda: NOW, save_delay=0.01)
+    await log.start()
+    try:
+        await log.store.wait_saved()  # the first save of a fresh start
+        log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
+        log.observe(event(1, EMA, SWITCH), blocked=True, guard=GuardMode.OFF)
+        async with asyncio.timeout(10):
+            await log.store.wait_saved()
+        saved = json.loads((tmp_path / FILE_NAME).read_text())
+        assert saved["clean"] is False
+        assert [e["action"] for e in saved["ecus"][ECU_ID]] == ["switch_inverters"]
+    finally:
+        await log.stop()
+
+
+async def test_a_file_written_before_the_store_still_loads(tmp_path: Path) -> None:
+    # format 1 as the command log's own saver wrote it: no saved_at, no clean
+    written = (FIXTURES / "format-1.json").read_bytes()
+    (tmp_path / FILE_NAME).write_bytes(written)
+    log = CommandLog(tmp_path, clock=lambda: datetime(2024, 2, 8, tzinfo=UTC))
+    await log.start()
+    await log.stop()
+    by_ecu = json.loads(written)["ecus"]
+    for ecu_id in ("213000000017", "216000064136"):
+        assert [command_json(e) for e in log.entries(ecu_id)] == by_ecu[ecu_id]
+    [answered, unanswered] = log.entries("213000000017")
+    assert answered.answer is not None
+    assert answered.answer.result == "done"
+    assert unanswered.answer is None
+    [blocked] = log.entries("216000064136")
+    assert blocked.outcome == "blocked"
+    assert blocked.guard == "block_changes"
+    rewritten = json.loads((tmp_path / FILE_NAME).read_text())
+    assert rewritten["format"] == FORMAT
+    assert rewritten["ecus"] == by_ecu
+    assert corrupt_files(tmp_path) == []
+
+
+def corrupt_files(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.glob(f"{FILE_NAME}.corrupt-*"))
+
+
+def stored(entry: dict[str, object], **changes: object) -> str:
+    return json.dumps({"format": 1, "ecus": {ECU_ID: [{**entry, **changes}]}})
+
+
+ENTRY = json.loads((FIXTURES / "format-1.json").read_text())["ecus"][ECU_ID][1]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"format": 9, "ecus": {}}',
+        '{"format": 1}',
+        '{"format": 1, "ecus": []}',
+        stored(ENTRY, at="2024-02-07T08:05:00"),  # no zone: cannot expire
+        stored(ENTRY, outcome="ignored"),
+        '{"format": 1, "ecus": {}, "x": NaN}',
+    ],
+)
+async def test_an_unreadable_file_is_moved_aside_and_the_log_starts_empty(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / FILE_NAME).write_text(content)
-    log = CommandLog(tmp_path)
-    log.load()
+    log = CommandLog(tmp_path, clock=lambda: NOW)
+    await log.start()
     assert log.entries(ECU_ID) == []
+    [aside] = corrupt_files(tmp_path)
+    assert aside.read_text() == content  # kept, not deleted
+    assert f"{FILE_NAME} unusable" in caplog.text
+    log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
+    log.observe(event(1, EMA, SWITCH), blocked=True, guard=GuardMode.OFF)
+    await log.stop()
+    saved = json.loads((tmp_path / FILE_NAME).read_text())
+    assert [e["action"] for e in saved["ecus"][ECU_ID]] == ["switch_inverters"]
+
+
+async def test_entries_filed_under_another_ecu_are_dropped(tmp_path: Path) -> None:
+    document = {"format": 1, "ecus": {ECU_ID: [ENTRY], "216000064136": [ENTRY]}}
+    (tmp_path / FILE_NAME).write_text(json.dumps(document))
+    log = CommandLog(tmp_path, clock=lambda: datetime(2024, 2, 8, tzinfo=UTC))
+    await log.start()
+    await log.stop()
+    assert [command_json(e) for e in log.entries(ECU_ID)] == [ENTRY]
+    assert log.entries("216000064136") == []
+
+
+async def test_a_refused_save_is_said_once_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = threading.Semaphore(0)
+
+    def refuse(path: Path, data: bytes, mode: int = 0o600) -> None:
+        failures.release()
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("ecu_proxy.storage.write_atomic", refuse)
+    log = CommandLog(tmp_path, clock=lambda: NOW, save_delay=0.0, retry_delay=0.01)
+    await log.start()
+    log.observe(event(1, ECU, POLL), blocked=False, guard=GuardMode.OFF)
+    log.observe(event(1, EMA, SWITCH), blocked=True, guard=GuardMode.OFF)
+    for _ in range(3):  # the first save and two retries fail
+        assert await asyncio.to_thread(failures.acquire, timeout=10)
+    assert log.store.disk_problem is not None
+    assert "Read-only" in log.store.disk_problem
+    assert [e.action for e in log.entries(ECU_ID)] == ["switch_inverters"]
+    await log.stop()
+    problems = [m for m in caplog.messages if "cannot save the command log" in m]
+    assert len(problems) == 1
+    assert FILE_NAME in problems[0]
+    assert not (tmp_path / FILE_NAME).exists()
 
 
 async def next_event(sub: Subscription, name: str) -> Event:
