@@ -173,8 +173,8 @@ class Hub:
 
     @property
     def disk_problem(self) -> str | None:
-        """Return why the state cannot be saved, if it cannot."""
-        return self.store.disk_problem
+        """Return why the state or the command log cannot be saved, if it cannot."""
+        return self.store.disk_problem or self.commands.store.disk_problem
 
     @property
     def save_count(self) -> int:

@@ -505,6 +505,23 @@ async def test_full_disk_degrades_but_keeps_live_data(
         assert await hub.stop() is False  # the last save failed, and it says so
 
 
+async def test_health_names_a_command_log_that_cannot_be_saved(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(Options(data_dir=tmp_path), server_id="0" * 32, version="test")
+    await hub.start()
+    try:
+        assert hub.disk_problem is None
+        problem = "cannot save the command log to commands.json: Read-only"
+        hub.commands.store.disk_problem = problem
+        assert hub.disk_problem == problem
+        hub.store.disk_problem = "cannot save state to state.json: No space"
+        assert hub.disk_problem == hub.store.disk_problem  # the state's comes first
+    finally:
+        hub.store.disk_problem = hub.commands.store.disk_problem = None
+        await hub.stop()
+
+
 async def test_unreadable_data_folder_is_never_overwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
