@@ -93,7 +93,7 @@ def record(
     inverter_count: int | None = None,
     more_records: bool = False,
     timestamp: datetime = WHEN,
-    lifetime_energy_kwh: float = 2127.9,
+    lifetime_energy_kwh: float | None = 2127.9,
     ecu_model: str | None = None,
 ) -> DecodedFrame:
     """Return a version-18 data record; power defaults to the sum of the channels."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import records
 
 from ecu_proxy.api import ApiServer
 from ecu_proxy.api_guard import SUPERVISOR_IP, HostPolicy
@@ -473,28 +474,12 @@ async def test_a_client_asking_while_others_hold_the_budget_is_told_to_retry(
 
 def test_events_kept_for_resuming_are_bounded_in_bytes(tmp_path: Path) -> None:
     from ecu_proxy.hub import HISTORY_BYTES
-    from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
+    from ecu_proxy.models import DecodedFrame, FrameKind
 
     hub = Hub(
         Options(data_dir=tmp_path), server_id="f" * 32, version="1", save_delay=0.05
     )
-    blocks = tuple(
-        Inverter(
-            id=f"408000{n:06d}",
-            type_code="07",
-            family="YC600",
-            ac_voltage_v=228.0,
-            frequency_hz=50.0,
-            temperature_c=13.0,
-            power_w=34.0,
-            round_energy_wh=None,
-            channels=(
-                Channel(1, 33.8, 0.5, 17.0, 1.4),
-                Channel(2, 33.8, 0.5, 17.0, 1.4),
-            ),
-        )
-        for n in range(250)
-    )
+    blocks = tuple(records.inverter("07", f"408000{n:06d}") for n in range(250))
     start = datetime(2024, 2, 6, 8, 0)
     for n in range(120):  # each record event carries 250 inverters (~150 kB)
         at = start + timedelta(minutes=5 * n)

@@ -511,7 +511,8 @@ async def test_health_names_a_command_log_that_cannot_be_saved(
     hub = Hub(Options(data_dir=tmp_path), server_id="0" * 32, version="test")
     await hub.start()
     try:
-        assert hub.disk_problem is None
+        healthy = hub.disk_problem
+        assert healthy is None
         problem = "cannot save the command log to commands.json: Read-only"
         hub.commands.store.disk_problem = problem
         assert hub.disk_problem == problem

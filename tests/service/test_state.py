@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import records
 from documents import ecu_json, ecus_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecu_proxy.contract.codec import ContractError, decode, encode
 from ecu_proxy.models import (
-    Channel,
     DecodedFrame,
     FrameKind,
     Inverter,
@@ -46,18 +47,11 @@ def inverter(
     family: str = "YC600",
 ) -> Inverter:
     channels = tuple(
-        Channel(n, 33.8, 0.5, power, wh) for n, wh in enumerate(energies_wh, 1)
+        records.channel(n, watts=power, wh=wh) for n, wh in enumerate(energies_wh, 1)
     )
-    return Inverter(
-        id=inv_id,
-        type_code=type_code,
-        family=family,
-        ac_voltage_v=228.0,
-        frequency_hz=50.0,
-        temperature_c=13.0,
-        power_w=power * len(channels),
-        round_energy_wh=None,
-        channels=channels,
+    block = records.inverter("07", inv_id, channels=channels)
+    return dataclasses.replace(
+        block, type_code=type_code, family=family, round_energy_wh=None
     )
 
 
@@ -69,20 +63,13 @@ def record(
     lifetime: float | None = 2127.9,
     power: float = 190.0,
 ) -> DecodedFrame:
-    invs = inverters or (inverter(),)
-    return DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ecu_id,
-        ecu_model="ECU-R",
-        timestamp=at,
+    return records.record(
+        *(inverters or (inverter(),)),
         power_w=power,
-        round_energy_kwh=0.0,
+        ecu_id=ecu_id,
+        timestamp=at,
         lifetime_energy_kwh=lifetime,
-        inverter_count=len(invs),
-        more_records=False,
-        inverters=invs,
+        ecu_model="ECU-R",
     )
 
 

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import records
 from documents import ecus_json
 
 from ecu_proxy import state as state_module
@@ -17,11 +18,12 @@ from ecu_proxy.ecu_admission import (
     MAX_INVERTERS_PER_ECU,
     MAX_INVERTERS_TOTAL,
 )
-from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
 from ecu_proxy.state import LiveState, RecordStatus
 
 if TYPE_CHECKING:
     import pytest
+
+    from ecu_proxy.models import DecodedFrame, Inverter
 
 ECU = "216000064136"
 YC600 = "408000111178"
@@ -35,38 +37,19 @@ YC600_ROUND_MWH = 2828
 
 
 def inverter(inv_id: str) -> Inverter:
-    return Inverter(
-        id=inv_id,
-        type_code="07",
-        family="YC600",
-        ac_voltage_v=228.0,
-        frequency_hz=50.0,
-        temperature_c=13.0,
-        power_w=34.0,
-        round_energy_wh=None,
-        channels=(
-            Channel(1, 33.8, 0.5, 17.0, 1.409),
-            Channel(2, 33.8, 0.5, 17.0, 1.419),
-        ),
-    )
+    channels = (records.channel(1), records.channel(2, wh=1.419))
+    return records.inverter("07", inv_id, channels=channels)
 
 
 def record(
     at: datetime, ecu_id: str = ECU, inverter_ids: tuple[str, ...] = (YC600,)
 ) -> DecodedFrame:
-    return DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ecu_id,
-        ecu_model="ECU-R",
-        timestamp=at,
+    return records.record(
+        *(inverter(i) for i in inverter_ids),
         power_w=34.0 * len(inverter_ids),
-        round_energy_kwh=0.0,
-        lifetime_energy_kwh=2127.9,
-        inverter_count=len(inverter_ids),
-        more_records=False,
-        inverters=tuple(inverter(i) for i in inverter_ids),
+        ecu_id=ecu_id,
+        timestamp=at,
+        ecu_model="ECU-R",
     )
 
 

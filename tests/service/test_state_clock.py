@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import records
 
 from ecu_proxy.contract.codec import decode, encode
-from ecu_proxy.models import Channel, DecodedFrame, FrameKind, Inverter
 from ecu_proxy.state import LiveState, RecordStatus
 from ecu_proxy.timeline import StampWindow
 from ecu_proxy.wire import format_wire_timestamp as wire_time
+
+if TYPE_CHECKING:
+    from ecu_proxy.models import DecodedFrame
 
 ECU = "216000064136"
 YC600 = "408000111178"
@@ -20,33 +26,14 @@ START = datetime(2024, 10, 26, 14, 0)  # ECU local time
 
 
 def record(at: datetime, *, lifetime: float, power: float = 190.0) -> DecodedFrame:
-    block = Inverter(
-        id=YC600,
-        type_code="07",
-        family="YC600",
-        ac_voltage_v=228.0,
-        frequency_hz=50.0,
-        temperature_c=13.0,
+    channels = (records.channel(1), records.channel(2, wh=1.419))
+    block = records.inverter("07", YC600, channels=channels)
+    return records.record(
+        dataclasses.replace(block, power_w=power, round_energy_wh=None),
         power_w=power,
-        round_energy_wh=None,
-        channels=(
-            Channel(1, 33.8, 0.5, 17.0, 1.409),
-            Channel(2, 33.8, 0.5, 17.0, 1.419),
-        ),
-    )
-    return DecodedFrame(
-        kind=FrameKind.DATA,
-        version="18",
-        length=302,
-        ecu_id=ECU,
-        ecu_model="ECU-R",
         timestamp=at,
-        power_w=power,
-        round_energy_kwh=0.0,
         lifetime_energy_kwh=lifetime,
-        inverter_count=1,
-        more_records=False,
-        inverters=(block,),
+        ecu_model="ECU-R",
     )
 
 
